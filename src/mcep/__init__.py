@@ -1,0 +1,1 @@
+"""MCEP: the Multi-Channel Client Engagement Platform."""
