@@ -1,0 +1,1 @@
+"""A faithful stand-in for the four providers' APIs, with a configurable behaviour model."""
