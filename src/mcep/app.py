@@ -1,0 +1,42 @@
+"""The FastAPI application, assembled from every domain's router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mcep.api import health, problems
+from mcep.auth import api as auth_api
+from mcep.contacts import api as contacts_api
+from mcep.runtime import Runtime, build_runtime
+from mcep.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the API; a given ``runtime`` is used as is, otherwise one is built at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or build_runtime(settings or Settings())
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.runtime.aclose()
+
+    app = FastAPI(
+        title="MCEP",
+        summary="Multi-Channel Client Engagement Platform",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(auth_api.router)
+    app.include_router(contacts_api.router)
+    return app

@@ -1,0 +1,1 @@
+"""The tamper-evident audit chain every domain writes to."""

@@ -1,0 +1,1 @@
+"""Users, roles, tokens, API keys and the per-PM access rules."""

@@ -1,0 +1,1 @@
+"""The ``mcep`` command line."""

@@ -1,0 +1,23 @@
+"""``mcep``: serve, work, import, administer. Each domain's commands live in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from mcep.cli import audit_cmd, db_cmd, import_cmd, serve_cmd, users_cmd
+
+app = typer.Typer(
+    name="mcep",
+    help="MCEP: the Multi-Channel Client Engagement Platform.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve_cmd.serve)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(users_cmd.app, name="users")
+app.add_typer(import_cmd.app, name="import")
+app.add_typer(audit_cmd.app, name="audit")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Prospects: identities, consent, opt-out, import and erasure."""
