@@ -1,0 +1,147 @@
+"""Every role against every endpoint: who may read, who may change, and 404 across PMs.
+
+Each route under /api/v1 must appear here (``test_every_route_is_in_the_matrix`` fails
+otherwise), so every new endpoint joins the matrix.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from mcep.app import create_app
+from mcep.auth import service as auth_service
+from mcep.auth.principal import Principal
+from mcep.contacts import service as contacts_service
+from mcep.contacts.schemas import ProspectCreate
+from mcep.runtime import Runtime
+from tests.conftest import Actor
+
+ROLES = ("anonymous", "admin", "compliance", "pm", "other_pm")
+Setup = Callable[[Runtime, Actor], Awaitable[dict[str, str]]]
+
+
+async def _prospect(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    principal = Principal(owner.user_id, owner.email, owner.role, owner.pm_id)
+    async with runtime.sessions() as session, session.begin():
+        p = await contacts_service.create(
+            session, principal,
+            ProspectCreate(name="Pat", timezone="Europe/Paris", handles={"telegram": str(uuid.uuid4().int % 10**9)}),  # type: ignore[arg-type]
+            keyring=runtime.keyring, default_region=None,
+        )
+    return {"prospect_id": str(p.id)}
+
+
+async def _api_key(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    principal = Principal(owner.user_id, owner.email, owner.role, owner.pm_id)
+    async with runtime.sessions() as session, session.begin():
+        key, _ = await auth_service.create_api_key(session, principal, "matrix")
+    return {"key_id": str(key.id)}
+
+
+async def _nothing(_runtime: Runtime, _owner: Actor) -> dict[str, str]:
+    return {}
+
+
+def _new_user() -> dict[str, Any]:
+    return {"email": f"u{uuid.uuid4().hex[:8]}@example.com", "password": "long enough pw", "role": "compliance"}
+
+
+def _new_prospect() -> dict[str, Any]:
+    return {"name": "Lee", "timezone": "Asia/Tokyo", "handles": {"telegram": str(uuid.uuid4().int % 10**9)}}
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    expect: dict[str, int]
+    setup: Setup = _nothing
+    body: Callable[[], Any] | None = None
+    owner: str = "pm"  # whose object the setup creates
+
+
+def owned(ok: int, *, compliance: int = 403, admin: int = 403) -> dict[str, int]:
+    """A PM-owned object: its PM may, another PM gets 404, the rest as given."""
+    return {"anonymous": 401, "admin": admin, "compliance": compliance, "pm": ok, "other_pm": 404}
+
+
+def everyone(ok: int) -> dict[str, int]:
+    return {"anonymous": 401, "admin": ok, "compliance": ok, "pm": ok, "other_pm": ok}
+
+
+def admin_only(ok: int) -> dict[str, int]:
+    return {"anonymous": 401, "admin": ok, "compliance": 403, "pm": 403, "other_pm": 403}
+
+
+P = "/api/v1/prospects"
+CASES: list[Case] = [
+    Case("GET", P, {"anonymous": 401, "admin": 403, "compliance": 200, "pm": 200, "other_pm": 200}),
+    Case("POST", P, {"anonymous": 401, "admin": 403, "compliance": 403, "pm": 201, "other_pm": 201}, body=_new_prospect),
+    Case("GET", P + "/{prospect_id}", owned(200, compliance=200), _prospect),
+    Case("PATCH", P + "/{prospect_id}", owned(200), _prospect, body=lambda: {"tags": ["vip"]}),
+    Case("DELETE", P + "/{prospect_id}", owned(204), _prospect),
+    Case("POST", P + "/{prospect_id}/consents", owned(200), _prospect,
+         body=lambda: {"channel": "telegram", "source": "call"}),
+    Case("POST", P + "/{prospect_id}/opt-out", owned(200), _prospect, body=lambda: {"source": "call"}),
+    Case("POST", P + "/{prospect_id}/erase", owned(200, compliance=200), _prospect),
+    Case("GET", "/api/v1/auth/me", everyone(200)),
+    Case("GET", "/api/v1/auth/api-keys", everyone(200)),
+    Case("POST", "/api/v1/auth/api-keys", everyone(201), body=lambda: {"name": "ci"}),
+    Case("DELETE", "/api/v1/auth/api-keys/{key_id}", owned(200, compliance=404, admin=404), _api_key),
+    Case("GET", "/api/v1/users", admin_only(200)),
+    Case("POST", "/api/v1/users", admin_only(201), body=_new_user),
+]
+
+# Routes that anyone may call: login, token refresh, probes, docs.
+PUBLIC = {
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/refresh"),
+}
+
+
+def test_every_route_is_in_the_matrix() -> None:
+    app = create_app()
+    routes = {
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute) and route.path.startswith("/api/v1")
+        and not route.path.startswith("/api/v1/providers")
+        for method in route.methods
+    }
+    covered = {(c.method, c.path) for c in CASES} | PUBLIC
+    assert routes - covered == set(), "add these routes to CASES"
+
+
+async def test_role_endpoint_matrix(
+    client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]
+) -> None:
+    mismatches = []
+    for case in CASES:
+        for role in ROLES:
+            params = await case.setup(runtime, actors[case.owner])
+            headers = actors[role].headers if role != "anonymous" else {}
+            response = await client.request(
+                case.method, case.path.format(**params), headers=headers,
+                json=case.body() if case.body else None,
+            )
+            if response.status_code != case.expect[role]:
+                mismatches.append(f"{case.method} {case.path} as {role}: {response.status_code} "
+                                  f"(expected {case.expect[role]}) {response.text[:120]}")
+    assert mismatches == []
+
+
+async def test_other_pm_lists_none_of_my_prospects(
+    client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]
+) -> None:
+    await _prospect(runtime, actors["pm"])
+    mine = (await client.get(P, headers=actors["pm"].headers)).json()
+    theirs = (await client.get(P, headers=actors["other_pm"].headers)).json()
+    everything = (await client.get(P, headers=actors["compliance"].headers)).json()
+    assert (mine["total"], theirs["total"], everything["total"]) == (1, 0, 1)
