@@ -143,6 +143,8 @@ class StatusEvent:
     at: datetime
     error_code: str | None = None
     error_reason: str | None = None
+    message_key: str | None = None
+    """Our idempotency key when the provider echoes it (WhatsApp ``biz_opaque_callback_data``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,8 +84,9 @@ class Behaviour:
 
     Rates are per send; probabilities are per accepted message (read needs delivered, a reply
     needs delivered). ``not_on_platform_rate`` is drawn once per (platform, recipient) from the
-    seed, so the same number is consistently absent. ``reply_corpus`` should contain some opt-out
-    words: a reply that is exactly an opt-out word also opts the person out.
+    seed, so the same number is consistently absent. ``reply_corpus`` contains some opt-out words
+    ("STOP"): recognising them is the app's job. ``opt_out_probability`` is the provider-level
+    opt-out (WhatsApp marketing stop, Telegram block): later sends to that person are refused.
     """
 
     seed: int = 0
@@ -103,7 +104,6 @@ class Behaviour:
     reply_delay: Delay = Delay(0.1, 0.5)
     opt_out_delay: Delay = Delay(0.1, 0.5)
     reply_corpus: tuple[str, ...] = DEFAULT_REPLY_CORPUS
-    opt_out_words: frozenset[str] = frozenset({"stop", "unsubscribe", "stopall", "cancel"})
     recipients: Mapping[str, RecipientBehaviour] = field(default_factory=dict)
     devices: Mapping[str, DeviceBehaviour] = field(default_factory=dict)
 
@@ -122,10 +122,6 @@ class Behaviour:
     def with_recipient(self, recipient: str, behaviour: RecipientBehaviour) -> Behaviour:
         """A copy with one recipient's behaviour set."""
         return replace(self, recipients={**self.recipients, recipient: behaviour})
-
-    def is_opt_out_text(self, text: str) -> bool:
-        """Whether a reply is an opt-out keyword on its own."""
-        return text.strip().lower() in self.opt_out_words
 
 
 # --- the send decision -------------------------------------------------------------------

@@ -95,9 +95,10 @@ class Mailbox:
         self._next = first_id
         self._changed: asyncio.Event | None = None
 
-    def put(self, item: Any) -> int:
-        """Add an item; returns its id."""
-        item_id, self._next = self._next, self._next + 1
+    def put(self, item: Any, *, item_id: int | None = None) -> int:
+        """Add an item (ids must increase); returns its id."""
+        item_id = self._next if item_id is None else item_id
+        self._next = item_id + 1
         self._items.append((item_id, item))
         if self._changed is not None:
             self._changed.set()
@@ -150,6 +151,7 @@ class SandboxState:
         tokens: Mapping[str, frozenset[str]] | None = None,
         callback_base: str | None = None,
         whatsapp_app_secret: str = "sandbox-app-secret",
+        whatsapp_templates: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         callback_attempts: int = 3,
         callback_retry_delay: float = 0.2,
@@ -161,6 +163,8 @@ class SandboxState:
         self.tokens: dict[str, frozenset[str]] = dict(tokens or {})
         self.callback_base = callback_base.rstrip("/") if callback_base else None
         self.whatsapp_app_secret = whatsapp_app_secret
+        # Approved template name -> number of body parameters; ``None`` accepts any template.
+        self.whatsapp_templates = dict(whatsapp_templates) if whatsapp_templates else None
         self.scheduler = CallbackScheduler()
         self.callback_stats: Counter[str] = Counter()
         self.callback_attempts = callback_attempts
