@@ -1,0 +1,1 @@
+"""Campaigns: engagement profiles, templates, campaigns and their launch."""

@@ -1,0 +1,1 @@
+"""Dispatch: the outbox of messages, leases, retry policy, send windows and the event log."""

@@ -1,0 +1,1 @@
+"""Fleet: sender devices (accounts), their health states, quotas and allocation."""
