@@ -431,7 +431,7 @@ class SignalAdapter:
         last_event_id: str | None = None,
         reconnect_delay: float = 1.0,
         max_reconnect_delay: float = 30.0,
-    ) -> AsyncIterator[ProviderEvent]:
+    ) -> AsyncGenerator[ProviderEvent, None]:
         """Receipts and replies for ``device``'s account, forever, reconnecting as needed.
 
         Reconnects resume with ``Last-Event-ID`` when the daemon numbers its events (it keeps
