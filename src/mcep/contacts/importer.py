@@ -11,12 +11,18 @@ Columns: ``name``, ``timezone`` (required), ``phone``, ``whatsapp``, ``telegram`
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import multiprocessing
+import os
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -44,6 +50,9 @@ OPTIONAL = (
 )
 ATTR_PREFIX = "attr."
 BATCH = 5000
+# Below this many rows, starting worker processes costs more than it saves.
+PARALLEL_FROM = 20_000
+PREPARE_WORKERS = max(1, (os.cpu_count() or 2) - 1)
 
 
 class ImportFormatError(MCEPError):
@@ -131,53 +140,68 @@ def row_to_create(names: list[str], record: list[str]) -> ProspectCreate:
     )
 
 
-def _prepare_rows(
+def _row_error(line: int, exc: Exception) -> RowError:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return RowError(line, ".".join(str(p) for p in err["loc"]) or "row", str(err["msg"]))
+    if isinstance(exc, MCEPError) and exc.problems:
+        return RowError(line, exc.problems[0].field, exc.problems[0].message)
+    return RowError(line, "consent", str(exc))  # an unknown channel name in the consent column
+
+
+def prepare_chunk(
     names: list[str],
     rows: list[tuple[int, list[str]]],
     *,
     pm_id: uuid.UUID,
     keyring: Keyring,
     default_region: str | None,
-    report: ImportReport,
-) -> Iterator[service.PreparedProspect]:
-    now = datetime.now(UTC)
-    seen: set[str] = set()
+    now: datetime,
+) -> tuple[list[service.PreparedProspect], list[RowError]]:
+    """Validate and encrypt a chunk of rows: CPU work that runs in worker processes."""
+    prepared: list[service.PreparedProspect] = []
+    errors: list[RowError] = []
     for line, record in rows:
         try:
-            prepared = service.prepare(
-                row_to_create(names, record),
-                pm_id=pm_id,
-                keyring=keyring,
-                now=now,
-                default_region=default_region,
-            )
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "row"
-            report.errors.append(RowError(line, where, str(err["msg"])))
-            continue
-        except ValueError as exc:  # an unknown channel name in the consent column
-            report.errors.append(RowError(line, "consent", str(exc)))
-            continue
-        except MCEPError as exc:
-            problem = exc.problems[0] if exc.problems else None
-            report.errors.append(
-                RowError(
-                    line,
-                    problem.field if problem else "row",
-                    problem.message if problem else exc.detail,
+            create = row_to_create(names, record)
+            prepared.append(
+                service.prepare(
+                    create, pm_id=pm_id, keyring=keyring, now=now, default_region=default_region
                 )
             )
-            continue
-        phone_hash = prepared.prospect["phone_hash"]
-        if phone_hash and phone_hash in seen:
-            report.errors.append(
-                RowError(line, "phone", "the same phone number appears earlier in the file")
-            )
-            continue
-        if phone_hash:
-            seen.add(phone_hash)
-        yield prepared
+        except (ValidationError, MCEPError, ValueError) as exc:
+            errors.append(_row_error(line, exc))
+        else:
+            prepared[-1].prospect["_line"] = line
+    return prepared, errors
+
+
+async def _prepared_chunks(
+    names: list[str],
+    rows: list[tuple[int, list[str]]],
+    *,
+    pm_id: uuid.UUID,
+    keyring: Keyring,
+    default_region: str | None,
+) -> AsyncIterator[tuple[list[service.PreparedProspect], list[RowError]]]:
+    """Chunks in file order; large files are prepared on every core while the DB inserts."""
+    now = datetime.now(UTC)
+    chunks = [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
+    work = partial(
+        prepare_chunk, names, pm_id=pm_id, keyring=keyring, default_region=default_region, now=now
+    )
+    # Fork is only safe with no other thread alive (aiosqlite keeps one per connection), so
+    # SQLite imports prepare inline; PostgreSQL imports prepare in workers while COPY runs.
+    if len(rows) < PARALLEL_FROM or threading.active_count() > 1:
+        for chunk in chunks:
+            yield work(chunk)
+        return
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=PREPARE_WORKERS, mp_context=context) as pool:
+        futures = [loop.run_in_executor(pool, work, chunk) for chunk in chunks]
+        for future in futures:
+            yield await future
 
 
 async def import_prospects(
@@ -194,18 +218,18 @@ async def import_prospects(
     names, rows = read_rows(path)
     report = ImportReport()
     existing = await _existing_phone_hashes(session, pm_id)
-    batch: list[service.PreparedProspect] = []
+    in_file: set[str] = set()
     ids: list[bytes] = []
-    for prepared in _prepare_rows(
-        names, rows, pm_id=pm_id, keyring=keyring, default_region=default_region, report=report
-    ):
-        if prepared.prospect["phone_hash"] in existing:
-            report.duplicates += 1
-            continue
-        batch.append(prepared)
-        if len(batch) >= BATCH:
-            await _flush(session, batch, ids, report, progress)
-    await _flush(session, batch, ids, report, progress)
+    chunks = _prepared_chunks(
+        names, rows, pm_id=pm_id, keyring=keyring, default_region=default_region
+    )
+    async for prepared, errors in chunks:
+        report.errors.extend(errors)
+        batch = _drop_duplicates(prepared, existing, in_file, report)
+        await _flush(session, batch, ids, report)
+        if progress:
+            progress(len(errors) + len(prepared))
+    report.errors.sort(key=lambda e: e.line)
     await audit.append(
         session,
         actor=actor,
@@ -223,6 +247,31 @@ async def import_prospects(
     return report
 
 
+def _drop_duplicates(
+    prepared: list[service.PreparedProspect],
+    existing: set[str],
+    in_file: set[str],
+    report: ImportReport,
+) -> list[service.PreparedProspect]:
+    """Skip numbers the PM already has (counted) and numbers repeated in the file (errors)."""
+    batch = []
+    for item in prepared:
+        line = item.prospect.pop("_line")
+        phone_hash = item.prospect["phone_hash"]
+        if phone_hash in existing:
+            report.duplicates += 1
+            continue
+        if phone_hash in in_file:
+            report.errors.append(
+                RowError(line, "phone", "the same phone number appears earlier in the file")
+            )
+            continue
+        if phone_hash:
+            in_file.add(phone_hash)
+        batch.append(item)
+    return batch
+
+
 async def _existing_phone_hashes(session: AsyncSession, pm_id: uuid.UUID) -> set[str]:
     stmt = select(Prospect.phone_hash).where(
         Prospect.pm_id == pm_id, Prospect.erased_at.is_(None), Prospect.phone_hash.is_not(None)
@@ -235,16 +284,11 @@ async def _flush(
     batch: list[service.PreparedProspect],
     ids: list[bytes],
     report: ImportReport,
-    progress: Callable[[int], None] | None,
 ) -> None:
-    if not batch:
-        return
-    await service.insert_prepared(session, batch)
-    ids.extend(p.prospect["id"].bytes for p in batch)
-    report.imported += len(batch)
-    if progress:
-        progress(len(batch))
-    batch.clear()
+    if batch:
+        await service.insert_prepared(session, batch)
+        ids.extend(p.prospect["id"].bytes for p in batch)
+        report.imported += len(batch)
 
 
 def write_error_file(path: Path, errors: list[RowError]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mcep.audit import service as audit
@@ -41,6 +41,7 @@ from mcep.contacts.schemas import (
     ProspectOut,
     ProspectUpdate,
 )
+from mcep.db.bulk import bulk_insert
 from mcep.errors import Conflict, ValidationFailed
 
 
@@ -140,16 +141,16 @@ def _latest_consents(consents: Sequence[ConsentIn]) -> list[ConsentIn]:
 
 async def insert_prepared(session: AsyncSession, batch: Sequence[PreparedProspect]) -> None:
     """Insert many prepared prospects with one statement per table."""
+    # COPY on PostgreSQL, executemany elsewhere: the rows are complete, and this is a hot path.
     tables: list[tuple[Any, list[dict[str, Any]]]] = [
-        (Prospect, [p.prospect for p in batch]),
-        (ProspectHandle, [r for p in batch for r in p.handles]),
-        (ProspectTag, [r for p in batch for r in p.tags]),
-        (ProspectConsent, [r for p in batch for r in p.consents]),
-        (ConsentEntry, [r for p in batch for r in p.ledger]),
+        (Prospect.__table__, [p.prospect for p in batch]),
+        (ProspectHandle.__table__, [r for p in batch for r in p.handles]),
+        (ProspectTag.__table__, [r for p in batch for r in p.tags]),
+        (ProspectConsent.__table__, [r for p in batch for r in p.consents]),
+        (ConsentEntry.__table__, [r for p in batch for r in p.ledger]),
     ]
-    for model, rows in tables:
-        if rows:
-            await session.execute(insert(model), rows)
+    for table, rows in tables:
+        await bulk_insert(session, table, rows)
 
 
 async def create(
