@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from mcep.cli import audit_cmd, db_cmd, import_cmd, serve_cmd, users_cmd
+from mcep.experiments import cli as experiments_cli
+from mcep.sandbox import cli as sandbox_cli
 
 app = typer.Typer(
     name="mcep",
@@ -17,6 +19,8 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(experiments_cli.app, name="experiments")
+app.add_typer(sandbox_cli.app, name="sandbox")
 
 
 if __name__ == "__main__":
