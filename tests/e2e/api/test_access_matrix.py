@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.routing import APIRoute
+from tests.conftest import Actor
 
 from mcep.app import create_app
 from mcep.auth import service as auth_service
@@ -21,7 +21,6 @@ from mcep.auth.principal import Principal
 from mcep.contacts import service as contacts_service
 from mcep.contacts.schemas import ProspectCreate
 from mcep.runtime import Runtime
-from tests.conftest import Actor
 
 ROLES = ("anonymous", "admin", "compliance", "pm", "other_pm")
 Setup = Callable[[Runtime, Actor], Awaitable[dict[str, str]]]
@@ -31,9 +30,15 @@ async def _prospect(runtime: Runtime, owner: Actor) -> dict[str, str]:
     principal = Principal(owner.user_id, owner.email, owner.role, owner.pm_id)
     async with runtime.sessions() as session, session.begin():
         p = await contacts_service.create(
-            session, principal,
-            ProspectCreate(name="Pat", timezone="Europe/Paris", handles={"telegram": str(uuid.uuid4().int % 10**9)}),  # type: ignore[arg-type]
-            keyring=runtime.keyring, default_region=None,
+            session,
+            principal,
+            ProspectCreate(
+                name="Pat",
+                timezone="Europe/Paris",
+                handles={"telegram": str(uuid.uuid4().int % 10**9)},
+            ),  # type: ignore[arg-type]
+            keyring=runtime.keyring,
+            default_region=None,
         )
     return {"prospect_id": str(p.id)}
 
@@ -50,11 +55,19 @@ async def _nothing(_runtime: Runtime, _owner: Actor) -> dict[str, str]:
 
 
 def _new_user() -> dict[str, Any]:
-    return {"email": f"u{uuid.uuid4().hex[:8]}@example.com", "password": "long enough pw", "role": "compliance"}
+    return {
+        "email": f"u{uuid.uuid4().hex[:8]}@example.com",
+        "password": "long enough pw",
+        "role": "compliance",
+    }
 
 
 def _new_prospect() -> dict[str, Any]:
-    return {"name": "Lee", "timezone": "Asia/Tokyo", "handles": {"telegram": str(uuid.uuid4().int % 10**9)}}
+    return {
+        "name": "Lee",
+        "timezone": "Asia/Tokyo",
+        "handles": {"telegram": str(uuid.uuid4().int % 10**9)},
+    }
 
 
 @dataclass(frozen=True)
@@ -83,18 +96,32 @@ def admin_only(ok: int) -> dict[str, int]:
 P = "/api/v1/prospects"
 CASES: list[Case] = [
     Case("GET", P, {"anonymous": 401, "admin": 403, "compliance": 200, "pm": 200, "other_pm": 200}),
-    Case("POST", P, {"anonymous": 401, "admin": 403, "compliance": 403, "pm": 201, "other_pm": 201}, body=_new_prospect),
+    Case(
+        "POST",
+        P,
+        {"anonymous": 401, "admin": 403, "compliance": 403, "pm": 201, "other_pm": 201},
+        body=_new_prospect,
+    ),
     Case("GET", P + "/{prospect_id}", owned(200, compliance=200), _prospect),
     Case("PATCH", P + "/{prospect_id}", owned(200), _prospect, body=lambda: {"tags": ["vip"]}),
     Case("DELETE", P + "/{prospect_id}", owned(204), _prospect),
-    Case("POST", P + "/{prospect_id}/consents", owned(200), _prospect,
-         body=lambda: {"channel": "telegram", "source": "call"}),
-    Case("POST", P + "/{prospect_id}/opt-out", owned(200), _prospect, body=lambda: {"source": "call"}),
+    Case(
+        "POST",
+        P + "/{prospect_id}/consents",
+        owned(200),
+        _prospect,
+        body=lambda: {"channel": "telegram", "source": "call"},
+    ),
+    Case(
+        "POST", P + "/{prospect_id}/opt-out", owned(200), _prospect, body=lambda: {"source": "call"}
+    ),
     Case("POST", P + "/{prospect_id}/erase", owned(200, compliance=200), _prospect),
     Case("GET", "/api/v1/auth/me", everyone(200)),
     Case("GET", "/api/v1/auth/api-keys", everyone(200)),
     Case("POST", "/api/v1/auth/api-keys", everyone(201), body=lambda: {"name": "ci"}),
-    Case("DELETE", "/api/v1/auth/api-keys/{key_id}", owned(200, compliance=404, admin=404), _api_key),
+    Case(
+        "DELETE", "/api/v1/auth/api-keys/{key_id}", owned(200, compliance=404, admin=404), _api_key
+    ),
     Case("GET", "/api/v1/users", admin_only(200)),
     Case("POST", "/api/v1/users", admin_only(201), body=_new_user),
 ]
@@ -111,7 +138,8 @@ def test_every_route_is_in_the_matrix() -> None:
     routes = {
         (method, route.path)
         for route in app.routes
-        if isinstance(route, APIRoute) and route.path.startswith("/api/v1")
+        if isinstance(route, APIRoute)
+        and route.path.startswith("/api/v1")
         and not route.path.startswith("/api/v1/providers")
         for method in route.methods
     }
@@ -128,12 +156,16 @@ async def test_role_endpoint_matrix(
             params = await case.setup(runtime, actors[case.owner])
             headers = actors[role].headers if role != "anonymous" else {}
             response = await client.request(
-                case.method, case.path.format(**params), headers=headers,
+                case.method,
+                case.path.format(**params),
+                headers=headers,
                 json=case.body() if case.body else None,
             )
             if response.status_code != case.expect[role]:
-                mismatches.append(f"{case.method} {case.path} as {role}: {response.status_code} "
-                                  f"(expected {case.expect[role]}) {response.text[:120]}")
+                mismatches.append(
+                    f"{case.method} {case.path} as {role}: {response.status_code} "
+                    f"(expected {case.expect[role]}) {response.text[:120]}"
+                )
     assert mismatches == []
 
 

@@ -7,11 +7,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from tests.conftest import Actor
 
 from mcep.audit.models import AuditEntry
 from mcep.contacts.models import ConsentEntry, Prospect
 from mcep.runtime import Runtime
-from tests.conftest import Actor
 
 P = "/api/v1/prospects"
 
@@ -38,12 +38,18 @@ async def counts(runtime: Runtime) -> tuple[int, int, int]:
         )
 
 
-async def test_create_normalises_and_encrypts(client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]) -> None:
+async def test_create_normalises_and_encrypts(
+    client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]
+) -> None:
     response = await client.post(P, json=body(), headers=actors["pm"].headers)
     assert response.status_code == 201, response.text
     out = response.json()
     assert out["phone"] == "+442079460958"
-    assert out["handles"] == {"whatsapp": "+442079460958", "signal": "+442079460958", "imessage": "+442079460958"}
+    assert out["handles"] == {
+        "whatsapp": "+442079460958",
+        "signal": "+442079460958",
+        "imessage": "+442079460958",
+    }
     assert out["consents"]["whatsapp"]["status"] == "granted"
     async with runtime.sessions() as session:
         row = await session.scalar(select(Prospect))
@@ -64,8 +70,12 @@ async def test_create_normalises_and_encrypts(client: httpx.AsyncClient, runtime
     ],
 )
 async def test_bad_input_is_422_naming_the_field_and_changes_nothing(
-    client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor],
-    overrides: dict[str, Any], field: str, fragment: str,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    actors: dict[str, Actor],
+    overrides: dict[str, Any],
+    field: str,
+    fragment: str,
 ) -> None:
     before = await counts(runtime)
     response = await client.post(P, json=body(**overrides), headers=actors["pm"].headers)
@@ -76,10 +86,16 @@ async def test_bad_input_is_422_naming_the_field_and_changes_nothing(
     assert await counts(runtime) == before
 
 
-async def test_bad_patch_changes_nothing(client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]) -> None:
+async def test_bad_patch_changes_nothing(
+    client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]
+) -> None:
     created = (await client.post(P, json=body(), headers=actors["pm"].headers)).json()
     before = await counts(runtime)
-    response = await client.patch(f"{P}/{created['id']}", json={"timezone": "Nowhere/City", "name": "X"}, headers=actors["pm"].headers)
+    response = await client.patch(
+        f"{P}/{created['id']}",
+        json={"timezone": "Nowhere/City", "name": "X"},
+        headers=actors["pm"].headers,
+    )
     assert response.status_code == 422
     again = (await client.get(f"{P}/{created['id']}", headers=actors["pm"].headers)).json()
     assert again["name"] == "Ana Lima" and again["timezone"] == "Europe/London"
@@ -87,22 +103,41 @@ async def test_bad_patch_changes_nothing(client: httpx.AsyncClient, runtime: Run
 
 
 async def test_malformed_json_is_a_4xx(client: httpx.AsyncClient, actors: dict[str, Actor]) -> None:
-    response = await client.post(P, content=b"{not json", headers={**actors["pm"].headers, "content-type": "application/json"})
+    response = await client.post(
+        P,
+        content=b"{not json",
+        headers={**actors["pm"].headers, "content-type": "application/json"},
+    )
     assert 400 <= response.status_code < 500
 
 
-async def test_duplicate_phone_for_the_same_pm_is_409(client: httpx.AsyncClient, actors: dict[str, Actor]) -> None:
+async def test_duplicate_phone_for_the_same_pm_is_409(
+    client: httpx.AsyncClient, actors: dict[str, Actor]
+) -> None:
     assert (await client.post(P, json=body(), headers=actors["pm"].headers)).status_code == 201
     assert (await client.post(P, json=body(), headers=actors["pm"].headers)).status_code == 409
-    assert (await client.post(P, json=body(), headers=actors["other_pm"].headers)).status_code == 201
+    assert (
+        await client.post(P, json=body(), headers=actors["other_pm"].headers)
+    ).status_code == 201
 
 
 async def test_filters_and_page_shape(client: httpx.AsyncClient, actors: dict[str, Actor]) -> None:
     h = actors["pm"].headers
     await client.post(P, json=body(), headers=h)
-    await client.post(P, json=body(phone="+1 212 555 0100", tags=["ny"], attributes={"segment": "retail"},
-                                   timezone="America/New_York", consents=[]), headers=h)
-    await client.post(P, json=body(phone=None, handles={"telegram": "123456"}, tags=[], consents=[]), headers=h)
+    await client.post(
+        P,
+        json=body(
+            phone="+1 212 555 0100",
+            tags=["ny"],
+            attributes={"segment": "retail"},
+            timezone="America/New_York",
+            consents=[],
+        ),
+        headers=h,
+    )
+    await client.post(
+        P, json=body(phone=None, handles={"telegram": "123456"}, tags=[], consents=[]), headers=h
+    )
 
     async def ids(**params: Any) -> int:
         page = (await client.get(P, params=params, headers=h)).json()
@@ -120,10 +155,18 @@ async def test_filters_and_page_shape(client: httpx.AsyncClient, actors: dict[st
     assert (await client.get(P, params={"attr": "nocolon"}, headers=h)).status_code == 422
 
 
-async def test_consent_ledger_and_opt_out(client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]) -> None:
+async def test_consent_ledger_and_opt_out(
+    client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]
+) -> None:
     h = actors["pm"].headers
     pid = (await client.post(P, json=body(), headers=h)).json()["id"]
-    out = (await client.post(f"{P}/{pid}/consents", json={"channel": "whatsapp", "status": "withdrawn", "source": "call"}, headers=h)).json()
+    out = (
+        await client.post(
+            f"{P}/{pid}/consents",
+            json={"channel": "whatsapp", "status": "withdrawn", "source": "call"},
+            headers=h,
+        )
+    ).json()
     assert out["consents"]["whatsapp"]["status"] == "withdrawn"
     async with runtime.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(ConsentEntry)) == 2
@@ -141,12 +184,24 @@ async def test_erasure_destroys_the_key_and_keeps_hashes(
         before = await session.scalar(select(Prospect))
     assert before is not None and before.phone_hash
     erased = (await client.post(f"{P}/{pid}/erase", headers=actors["compliance"].headers)).json()
-    assert erased["erased"] and erased["name"] is None and erased["phone"] is None and erased["handles"] == {}
+    assert (
+        erased["erased"]
+        and erased["name"] is None
+        and erased["phone"] is None
+        and erased["handles"] == {}
+    )
     async with runtime.sessions() as session:
         row = await session.scalar(select(Prospect))
-        audit = (await session.scalars(select(AuditEntry).where(AuditEntry.action == "prospect.erased"))).one()
+        audit = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "prospect.erased"))
+        ).one()
     assert row is not None
-    assert (row.wrapped_key, row.name_enc, row.phone_enc, row.handles_enc) == (None, None, None, None)
+    assert (row.wrapped_key, row.name_enc, row.phone_enc, row.handles_enc) == (
+        None,
+        None,
+        None,
+        None,
+    )
     assert row.phone_hash == before.phone_hash and row.opted_out
     assert audit.details["phone_hash"] == before.phone_hash
     # The old ciphertext can no longer be opened by anyone: the key is gone.
@@ -156,7 +211,9 @@ async def test_erasure_destroys_the_key_and_keeps_hashes(
     assert (await client.get(P, headers=h)).json()["total"] == 1
 
 
-async def test_every_mutation_is_audited(client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]) -> None:
+async def test_every_mutation_is_audited(
+    client: httpx.AsyncClient, runtime: Runtime, actors: dict[str, Actor]
+) -> None:
     h = actors["pm"].headers
     _, _, audits_before = await counts(runtime)
     pid = (await client.post(P, json=body(), headers=h)).json()["id"]

@@ -18,8 +18,12 @@ async def _append_three(runtime: Runtime) -> None:
     async with runtime.sessions() as session, session.begin():
         for n in range(3):
             await service.append(
-                session, actor="test", action="thing.done", object_type="thing",
-                object_id=str(n), details={"n": n, "note": "é"},
+                session,
+                actor="test",
+                action="thing.done",
+                object_type="thing",
+                object_id=str(n),
+                details={"n": n, "note": "é"},
             )
 
 
@@ -30,10 +34,13 @@ async def test_appended_entries_verify(runtime: Runtime) -> None:
     assert result.ok and result.checked == 3
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE audit_entries SET actor = 'mallory' WHERE id = 2",
-    "DELETE FROM audit_entries WHERE id = 2",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_entries SET actor = 'mallory' WHERE id = 2",
+        "DELETE FROM audit_entries WHERE id = 2",
+    ],
+)
 async def test_database_rejects_update_and_delete(runtime: Runtime, statement: str) -> None:
     await _append_three(runtime)
     with pytest.raises(DBAPIError, match="append-only"):
@@ -70,7 +77,9 @@ async def test_rewritten_hash_breaks_the_next_link(runtime: Runtime) -> None:
     assert result.broken_id == 2
 
 
-async def test_cli_verify_exit_codes(runtime: Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+async def test_cli_verify_exit_codes(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     await _append_three(runtime)
     monkeypatch.setenv("MCEP_DATABASE_URL", runtime.settings.database_url)
     monkeypatch.setenv("MCEP_MASTER_KEY", runtime.settings.master_key.get_secret_value())  # type: ignore[union-attr]

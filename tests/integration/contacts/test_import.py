@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from tests.conftest import make_actor
 from typer.testing import CliRunner, Result
 
 from mcep.audit import service as audit_service
@@ -14,7 +15,6 @@ from mcep.auth.models import Role
 from mcep.cli.main import app as cli
 from mcep.contacts.models import ConsentEntry, Prospect, ProspectTag
 from mcep.runtime import Runtime
-from tests.conftest import make_actor
 
 GOOD = """name,phone,timezone,telegram,consent,tags,attr.segment
 Ana Lima,+44 20 7946 0958,Europe/London,,whatsapp;signal,vip;uk,hnw
@@ -42,7 +42,9 @@ async def prospect_count(runtime: Runtime) -> int:
         return await session.scalar(select(func.count()).select_from(Prospect)) or 0
 
 
-async def test_import_reports_bad_rows_and_imports_the_rest(runtime: Runtime, env: None, tmp_path: Path) -> None:
+async def test_import_reports_bad_rows_and_imports_the_rest(
+    runtime: Runtime, env: None, tmp_path: Path
+) -> None:
     pm = await make_actor(runtime, Role.PM)
     source = tmp_path / "people.csv"
     source.write_text(GOOD)
@@ -51,7 +53,11 @@ async def test_import_reports_bad_rows_and_imports_the_rest(runtime: Runtime, en
     assert "imported 3 prospects; 3 rows rejected" in result.output
     errors = (tmp_path / "people.csv.errors.csv").read_text().splitlines()
     assert errors[0] == "line,field,reason"
-    assert errors[1].startswith("4,phone,") and errors[2].startswith("5,timezone,") and errors[3].startswith("7,phone,")
+    assert (
+        errors[1].startswith("4,phone,")
+        and errors[2].startswith("5,timezone,")
+        and errors[3].startswith("7,phone,")
+    )
     async with runtime.sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Prospect)) == 3
         assert await session.scalar(select(func.count()).select_from(ConsentEntry)) == 4
@@ -59,7 +65,9 @@ async def test_import_reports_bad_rows_and_imports_the_rest(runtime: Runtime, en
         assert (await audit_service.verify(session)).ok
     # Importing the same file again adds nothing: the numbers are already there.
     again = await invoke(["import", "prospects", str(source), "--pm", pm.email])
-    assert "imported 1 prospects" in again.output  # only the Telegram-only row has no phone to match
+    assert (
+        "imported 1 prospects" in again.output
+    )  # only the Telegram-only row has no phone to match
     assert await prospect_count(runtime) == 4
 
 
@@ -73,7 +81,9 @@ async def test_import_reports_bad_rows_and_imports_the_rest(runtime: Runtime, en
         ("", "the file is empty"),
     ],
 )
-async def test_malformed_file_imports_nothing(runtime: Runtime, env: None, tmp_path: Path, content: str, message: str) -> None:
+async def test_malformed_file_imports_nothing(
+    runtime: Runtime, env: None, tmp_path: Path, content: str, message: str
+) -> None:
     pm = await make_actor(runtime, Role.PM)
     source = tmp_path / "bad.csv"
     source.write_text(content)
@@ -83,7 +93,9 @@ async def test_malformed_file_imports_nothing(runtime: Runtime, env: None, tmp_p
     assert await prospect_count(runtime) == 0
 
 
-async def test_ragged_row_late_in_a_good_file_imports_nothing(runtime: Runtime, env: None, tmp_path: Path) -> None:
+async def test_ragged_row_late_in_a_good_file_imports_nothing(
+    runtime: Runtime, env: None, tmp_path: Path
+) -> None:
     pm = await make_actor(runtime, Role.PM)
     source = tmp_path / "late.csv"
     source.write_text(GOOD + "Late,+44 20 7946 0000\n")
@@ -106,18 +118,68 @@ async def test_not_utf8_and_unknown_pm(runtime: Runtime, env: None, tmp_path: Pa
 
 
 async def test_users_create_cli(runtime: Runtime, env: None) -> None:
-    ok = await invoke(["users", "create", "--email", "Boss@Example.com", "--role", "pm", "--pm-name", "Boss", "--password", "long enough pw"])
+    ok = await invoke(
+        [
+            "users",
+            "create",
+            "--email",
+            "Boss@Example.com",
+            "--role",
+            "pm",
+            "--pm-name",
+            "Boss",
+            "--password",
+            "long enough pw",
+        ]
+    )
     assert ok.exit_code == 0, ok.output
-    bad = await invoke(["users", "create", "--email", "not-an-email", "--role", "admin", "--password", "long enough pw"])
+    bad = await invoke(
+        [
+            "users",
+            "create",
+            "--email",
+            "not-an-email",
+            "--role",
+            "admin",
+            "--password",
+            "long enough pw",
+        ]
+    )
     assert bad.exit_code == 2 and "--email" in bad.output
-    short = await invoke(["users", "create", "--email", "a@example.com", "--role", "admin", "--password", "short"])
+    short = await invoke(
+        ["users", "create", "--email", "a@example.com", "--role", "admin", "--password", "short"]
+    )
     assert short.exit_code == 2
-    role = await invoke(["users", "create", "--email", "a@example.com", "--role", "root", "--password", "long enough pw"])
+    role = await invoke(
+        [
+            "users",
+            "create",
+            "--email",
+            "a@example.com",
+            "--role",
+            "root",
+            "--password",
+            "long enough pw",
+        ]
+    )
     assert role.exit_code == 2
-    dup = await invoke(["users", "create", "--email", "boss@example.com", "--role", "admin", "--password", "long enough pw"])
+    dup = await invoke(
+        [
+            "users",
+            "create",
+            "--email",
+            "boss@example.com",
+            "--role",
+            "admin",
+            "--password",
+            "long enough pw",
+        ]
+    )
     assert dup.exit_code == 2 and "already exists" in dup.output
     prompted = await asyncio.to_thread(
-        CliRunner().invoke, cli, ["users", "create", "--email", "c@example.com", "--role", "compliance"],
+        CliRunner().invoke,
+        cli,
+        ["users", "create", "--email", "c@example.com", "--role", "compliance"],
         input="long enough pw\nlong enough pw\n",
     )
     assert prompted.exit_code == 0, prompted.output
