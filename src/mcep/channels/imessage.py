@@ -26,6 +26,7 @@ secret URL, checked with :func:`verify_webhook_secret`, then parsed with :func:`
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 from collections.abc import Iterator, Mapping
@@ -350,6 +351,8 @@ def _load_object(body: bytes) -> JsonObject:
 
 
 def _from_ms(value: object) -> datetime:
+    """An epoch-milliseconds value as a UTC time; now if it is missing or out of range."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
     return datetime.now(tz=UTC)

@@ -26,6 +26,7 @@ token, for deployments that put an authenticating reverse proxy in front of the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -218,7 +219,7 @@ def classify_accounts(result: object, *, address: str) -> Health:
     """Health from a ``listAccounts`` result: is the sender account known to the daemon?"""
     if not isinstance(result, list):
         return Health(HealthStatus.DEGRADED, "listAccounts returned no list")
-    numbers = {entry.get("number") for entry in result if isinstance(entry, Mapping)}
+    numbers = [entry.get("number") for entry in result if isinstance(entry, Mapping)]
     if address in numbers:
         return Health(HealthStatus.OK, "daemon up, account registered")
     return Health(HealthStatus.DOWN, "account is not registered with the daemon")
@@ -527,8 +528,10 @@ def _seconds(value: object) -> float | None:
 
 
 def _from_ms(value: object) -> datetime:
+    """An epoch-milliseconds value as a UTC time; now if it is missing or out of range."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
     return datetime.now(tz=UTC)
 
 

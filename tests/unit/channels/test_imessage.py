@@ -228,3 +228,11 @@ def test_a_body_that_is_not_an_event_is_a_bad_request() -> None:
         parse_webhook(b"not json", device_address=ACCOUNT)
     with pytest.raises(BadRequest):
         parse_webhook(b'{"data": {}}', device_address=ACCOUNT)
+
+
+def test_out_of_range_dates_do_not_break_parsing() -> None:
+    document = fixture("webhook_updated_message_delivered.json")
+    document["data"]["dateDelivered"] = 10**30
+    [event] = parse_webhook(json.dumps(document).encode(), device_address=ACCOUNT)
+    assert isinstance(event, StatusEvent)
+    assert event.at.tzinfo is UTC

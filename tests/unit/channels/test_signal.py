@@ -322,3 +322,18 @@ def test_group_messages_and_empty_bodies_are_not_replies() -> None:
 
     assert parse_receive_event(json.dumps(group)) == []
     assert parse_receive_event(json.dumps(empty)) == []
+
+
+def test_out_of_range_times_do_not_break_parsing() -> None:
+    receipt = fixture("event_receive_receipt.json")
+    receipt["envelope"]["receiptMessage"]["when"] = 10**30
+
+    [first, _] = parse_receive_event(json.dumps(receipt))
+
+    assert isinstance(first, StatusEvent)
+    assert first.at.tzinfo is UTC
+
+
+def test_odd_account_lists_are_classified_not_raised() -> None:
+    listed = [{"number": ["+1"]}, {"number": {"x": 1}}, "junk", {"number": "+15550009999"}]
+    assert classify_accounts(listed, address="+15550009999").status is HealthStatus.OK
