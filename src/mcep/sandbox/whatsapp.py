@@ -421,7 +421,9 @@ def _status_value(
     if sent.message_key:
         item["biz_opaque_callback_data"] = sent.message_key
     if error is None:
-        conversation = {"id": hashlib.sha256(sent.wamid.encode()).hexdigest()[:30]}
+        conversation: dict[str, Any] = {"id": hashlib.sha256(sent.wamid.encode()).hexdigest()[:32]}
+        if status == "sent":
+            conversation["expiration_timestamp"] = str(int(time.time()) + 24 * 3600)
         item["conversation"] = {**conversation, "origin": {"type": "marketing"}}
         item["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "marketing"}
     else:
