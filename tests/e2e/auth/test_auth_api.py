@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from pathlib import Path
+
 import httpx
 import jwt
-from tests.conftest import PASSWORD, Actor, make_actor
+import pytest
+import redis.asyncio as aioredis
 
+from mcep.app import create_app
 from mcep.auth.models import Role
-from mcep.runtime import Runtime
+from mcep.runtime import Runtime, build_runtime
+from tests.conftest import PASSWORD, Actor, make_actor, make_settings
+
+REDIS_URL = os.environ.get("MCEP_TEST_REDIS_URL")
 
 TOKEN = "/api/v1/auth/token"
 
@@ -133,3 +142,40 @@ async def test_probes(client: httpx.AsyncClient) -> None:
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
     assert (await client.get("/openapi.json")).status_code == 200
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_readyz_reports_pending_migrations(tmp_path: Path) -> None:
+    runtime = build_runtime(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}", tmp_path))
+    try:
+        app = create_app(runtime.settings, runtime=runtime)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://mcep.test") as client:
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["database"] == "migrations pending"
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await runtime.aclose()
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="needs MCEP_TEST_REDIS_URL (.ci/run sets it)")
+async def test_login_limit_is_shared_through_redis(database_url: str, tmp_path: Path) -> None:
+    """Two API processes sharing Redis share one login budget."""
+    assert REDIS_URL is not None
+    await aioredis.from_url(REDIS_URL).flushdb()  # a database of its own, for tests only
+    settings = make_settings(
+        database_url, tmp_path, redis_url=REDIS_URL, login_rate_limit="3/minute"
+    )
+    first, second = build_runtime(settings), build_runtime(settings)
+    email = f"shared-{uuid.uuid4().hex[:8]}@example.com"
+    try:
+        codes = []
+        for runtime in (first, second, first, second):
+            app = create_app(settings, runtime=runtime)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://mcep.test") as c:
+                codes.append((await login(c, email, "wrong password")).status_code)
+        assert codes == [401, 401, 401, 429]
+    finally:
+        await first.aclose()
+        await second.aclose()
