@@ -361,3 +361,10 @@ async def test_webhook_registration_matches_the_recorded_answer() -> None:
     assert answer["data"]["events"] == recorded["data"]["events"]
     assert bad[0] == 400
     assert json.loads(bad[1])["error"]["message"] == "Webhook URL must include an HTTP scheme!"
+
+
+async def test_a_single_server_is_also_served_without_a_server_segment() -> None:
+    async with sandbox() as h:
+        url = f"{h.base}/imessage/api/v1/ping"
+        async with h.session.get(url, params={"password": PASSWORD}) as response:
+            assert (response.status, await response.json()) == (200, fixture("ping_response.json"))

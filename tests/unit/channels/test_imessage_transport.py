@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mcep.channels.base import (
     Accepted,
+    ChannelAdapter,
     DeviceFailure,
     DeviceRef,
     HealthStatus,
@@ -189,3 +190,9 @@ async def test_register_webhook_posts_url_and_events(session: aiohttp.ClientSess
             "events": ["new-message", "updated-message", "message-send-error"],
         }
     ]
+
+
+async def test_adapter_satisfies_the_channel_protocol(session: aiohttp.ClientSession) -> None:
+    adapter = IMessageAdapter(session)
+    assert isinstance(adapter, ChannelAdapter)
+    assert adapter.platform is Platform.IMESSAGE

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from mcep.channels.base import (
+    ChannelAdapter,
     DeliveryStatus,
     DeviceRef,
     HealthStatus,
@@ -241,3 +242,9 @@ async def test_a_silent_stream_is_dropped_and_reopened(session: aiohttp.ClientSe
 
     assert isinstance(event, InboundMessage)
     assert calls == 2
+
+
+async def test_adapter_satisfies_the_channel_protocol(session: aiohttp.ClientSession) -> None:
+    adapter = SignalAdapter(session)
+    assert isinstance(adapter, ChannelAdapter)
+    assert adapter.platform is Platform.SIGNAL
