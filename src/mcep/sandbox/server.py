@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
@@ -39,16 +40,30 @@ async def run_sandbox(
         timeout_graceful_shutdown=1,
     )
     server = _EmbeddedServer(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
+    # Bind here, so a taken port is an OSError for the caller rather than uvicorn's sys.exit.
+    sock = _bind(host, port)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     try:
         await _wait_started(server, task)
-        bound_port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://{host}:{bound_port}"
+        yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
+        sock.close()
         if close_state:
             await state.aclose()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

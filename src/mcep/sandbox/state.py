@@ -276,6 +276,14 @@ class SandboxState:
             log.warning("sandbox callback to %s failed: %s", url, type(exc).__name__)
             return False
 
+    async def get_text(self, url: str, *, params: Mapping[str, str]) -> tuple[int, str]:
+        """GET a URL of the app (status 0 when unreachable)."""
+        try:
+            async with self._http().get(url, params=dict(params)) as response:
+                return response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return 0, ""
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(

@@ -141,6 +141,20 @@ def sign(app_secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+async def check_subscription(state: SandboxState, *, verify_token: str) -> bool:
+    """Do what Meta does when a webhook URL is saved: GET it with a challenge to echo.
+
+    True when the app's route answered 200 with exactly the challenge.
+    """
+    url = state.callback_url(WEBHOOK_PATH)
+    if url is None:
+        return False
+    challenge = str(1_000_000_000 + state.rng.randrange(1_000_000_000))
+    params = {"hub.mode": "subscribe", "hub.challenge": challenge, "hub.verify_token": verify_token}
+    status, body = await state.get_text(url, params=params)
+    return status == 200 and body == challenge
+
+
 class _WhatsAppSandbox:
     def __init__(self, state: SandboxState) -> None:
         self.state = state

@@ -30,15 +30,23 @@ from mcep.channels.base import (
     WhatsAppTemplate,
 )
 from mcep.channels.http import HttpLimits, create_session
-from mcep.channels.whatsapp import HEALTH_FIELDS, WhatsAppAdapter, parse_webhook, verify_signature
+from mcep.channels.whatsapp import (
+    HEALTH_FIELDS,
+    WhatsAppAdapter,
+    parse_webhook,
+    verify_signature,
+    verify_subscription,
+)
 from mcep.sandbox.behaviour import Behaviour, Delay, DeviceBehaviour, LedgerKey, RecipientBehaviour
 from mcep.sandbox.server import run_sandbox
 from mcep.sandbox.state import SandboxState
+from mcep.sandbox.whatsapp import check_subscription
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "providers" / "whatsapp"
 PNID = "106540352242922"
 TOKEN = "EAAGsandboxToken123"
 SECRET = "whatsapp-app-secret"
+VERIFY_TOKEN = "verify-me"
 QUICK = Delay(0.01, 0.03)
 
 
@@ -91,6 +99,12 @@ class Receiver:
         self._arrived.set()
         return web.Response(text="ok")
 
+    async def subscribe(self, request: web.Request) -> web.Response:
+        challenge = verify_subscription(dict(request.query), VERIFY_TOKEN)
+        if challenge is None:
+            return web.Response(status=403)
+        return web.Response(text=challenge)
+
     async def wait_for(
         self, predicate: Callable[[list[ProviderEvent]], bool], within: float = 5.0
     ) -> None:
@@ -105,6 +119,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     found = Receiver(secret=SECRET)
     app = web.Application()
     app.router.add_post("/api/v1/providers/whatsapp/webhook", found.handle)
+    app.router.add_get("/api/v1/providers/whatsapp/webhook", found.subscribe)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -439,3 +454,10 @@ async def test_wrong_app_secret_is_rejected_and_counted(
     assert receiver.events == []
     assert receiver.rejected >= state.callback_attempts
     assert state.callback_stats["whatsapp:failed"] >= 1
+
+
+async def test_subscription_check_round_trip(world_factory: Any, receiver: Receiver) -> None:
+    world: World = await world_factory(make_state(receiver))
+    assert await check_subscription(world.state, verify_token=VERIFY_TOKEN)
+    assert not await check_subscription(world.state, verify_token="wrong")
+    assert not await check_subscription(make_state(), verify_token=VERIFY_TOKEN)

@@ -120,3 +120,11 @@ async def test_run_sandbox_serves_on_an_ephemeral_port_and_stops() -> None:
 async def test_two_sandboxes_can_run_side_by_side() -> None:
     async with run_sandbox(SandboxState()) as one, run_sandbox(SandboxState()) as two:
         assert one != two
+
+
+async def test_a_taken_port_is_an_os_error() -> None:
+    async with run_sandbox(SandboxState()) as base_url:
+        port = int(base_url.rsplit(":", 1)[1])
+        with pytest.raises(OSError):
+            async with run_sandbox(SandboxState(), port=port):
+                pass
