@@ -33,7 +33,7 @@ from mcep.audit import service as audit
 from mcep.audit.chain import merkle_root
 from mcep.contacts import service
 from mcep.contacts.crypto import Keyring
-from mcep.contacts.models import Channel, Prospect
+from mcep.contacts.models import Channel, Prospect, ProspectHandle
 from mcep.contacts.schemas import ConsentIn, Handles, ProspectCreate
 from mcep.errors import MCEPError
 
@@ -217,7 +217,7 @@ async def import_prospects(
     """Import ``path`` for PM ``pm_id`` in the caller's transaction."""
     names, rows = read_rows(path)
     report = ImportReport()
-    existing = await _existing_phone_hashes(session, pm_id)
+    existing = await _existing_identities(session, pm_id)
     in_file: set[str] = set()
     ids: list[bytes] = []
     chunks = _prepared_chunks(
@@ -253,30 +253,43 @@ def _drop_duplicates(
     in_file: set[str],
     report: ImportReport,
 ) -> list[service.PreparedProspect]:
-    """Skip numbers the PM already has (counted) and numbers repeated in the file (errors)."""
+    """Skip people the PM already has (counted) and people repeated in the file (errors)."""
     batch = []
     for item in prepared:
         line = item.prospect.pop("_line")
-        phone_hash = item.prospect["phone_hash"]
-        if phone_hash in existing:
+        identity = _identity(item)
+        if identity in existing:
             report.duplicates += 1
             continue
-        if phone_hash in in_file:
+        if identity in in_file:
             report.errors.append(
-                RowError(line, "phone", "the same phone number appears earlier in the file")
+                RowError(line, "phone", "the same person appears earlier in the file")
             )
             continue
-        if phone_hash:
-            in_file.add(phone_hash)
+        in_file.add(identity)
         batch.append(item)
     return batch
 
 
-async def _existing_phone_hashes(session: AsyncSession, pm_id: uuid.UUID) -> set[str]:
-    stmt = select(Prospect.phone_hash).where(
-        Prospect.pm_id == pm_id, Prospect.erased_at.is_(None), Prospect.phone_hash.is_not(None)
+def _identity(item: service.PreparedProspect) -> str:
+    """A prospect is its phone number, or (without one) its first channel handle."""
+    phone_hash: str | None = item.prospect["phone_hash"]
+    if phone_hash:
+        return phone_hash
+    return min(f"{h['channel'].value}:{h['handle_hash']}" for h in item.handles)
+
+
+async def _existing_identities(session: AsyncSession, pm_id: uuid.UUID) -> set[str]:
+    live = (Prospect.pm_id == pm_id, Prospect.erased_at.is_(None))
+    phones = select(Prospect.phone_hash).where(*live, Prospect.phone_hash.is_not(None))
+    handles = (
+        select(ProspectHandle.channel, ProspectHandle.handle_hash)
+        .join(Prospect, Prospect.id == ProspectHandle.prospect_id)
+        .where(*live, Prospect.phone_hash.is_(None))
     )
-    return {h for h in (await session.scalars(stmt)).all() if h}
+    found = {h for h in (await session.scalars(phones)).all() if h}
+    found.update(f"{c.value}:{h}" for c, h in (await session.execute(handles)).all())
+    return found
 
 
 async def _flush(

@@ -63,12 +63,10 @@ async def test_import_reports_bad_rows_and_imports_the_rest(
         assert await session.scalar(select(func.count()).select_from(ConsentEntry)) == 4
         assert set((await session.scalars(select(ProspectTag.tag))).all()) == {"vip", "uk"}
         assert (await audit_service.verify(session)).ok
-    # Importing the same file again adds nothing: the numbers are already there.
+    # Importing the same file again adds nobody: phones and handles are already there.
     again = await invoke(["import", "prospects", str(source), "--pm", pm.email])
-    assert (
-        "imported 1 prospects" in again.output
-    )  # only the Telegram-only row has no phone to match
-    assert await prospect_count(runtime) == 4
+    assert "imported 0 prospects; 2 rows rejected; 4 already present" in again.output
+    assert await prospect_count(runtime) == 3
 
 
 @pytest.mark.parametrize(
