@@ -35,6 +35,8 @@ from mcep.settings import Settings
 POSTGRES_URL = os.environ.get("MCEP_TEST_POSTGRES_URL")
 MASTER_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 PASSWORD = "correct horse battery staple"
+WHATSAPP_APP_SECRET = "meta-app-secret-for-tests"
+WHATSAPP_VERIFY_TOKEN = "verify-me"
 BACKENDS = ["sqlite", "postgres"]
 
 
@@ -110,6 +112,8 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
         "jwt_secret": "test-secret-" + "x" * 32,
         "key_file": tmp_path / "unused.key",
         "login_rate_limit": "5/minute",
+        "whatsapp_app_secret": WHATSAPP_APP_SECRET,
+        "whatsapp_verify_token": WHATSAPP_VERIFY_TOKEN,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     key_file: Path = Field(default_factory=lambda: Path.cwd() / "mcep.key")
     jwt_secret: SecretStr | None = None
 
+    # The Meta app's secret (signs WhatsApp webhooks) and the verify token of its subscription.
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    # Where providers reach this API, for the webhooks MCEP registers (Telegram, BlueBubbles).
+    public_url: str | None = None
+
     access_token_minutes: int = 15
     refresh_token_days: int = 14
     login_rate_limit: str = "5/minute"

@@ -82,6 +82,12 @@ class Keyring:
     def unwrap(self, wrapped: bytes) -> DataKey:
         return DataKey(self._wrap.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], _WRAP_AAD))
 
+    def webhook_secret(self, platform: str, device_id: str) -> str:
+        """The secret a provider presents when calling back about one device: derived, so it
+        needs no storage and changes with the master key."""
+        message = f"webhook:{platform}:{device_id}".encode()
+        return hmac.new(self._hash_key, message, hashlib.sha256).hexdigest()
+
     def identity_hash(self, kind: str, value: str) -> str:
         message = f"{kind}:{value}".encode()
         return hmac.new(self._hash_key, message, hashlib.sha256).hexdigest()

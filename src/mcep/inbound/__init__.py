@@ -1,0 +1,1 @@
+"""Inbound provider traffic: verified webhooks, status updates, replies and opt-outs."""
