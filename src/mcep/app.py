@@ -9,7 +9,11 @@ from fastapi import FastAPI
 
 from mcep.api import health, problems
 from mcep.auth import api as auth_api
+from mcep.campaigns import api as campaigns_api
 from mcep.contacts import api as contacts_api
+from mcep.dispatch import api as dispatch_api
+from mcep.fleet import api as fleet_api
+from mcep.inbound import api as inbound_api
 from mcep.runtime import Runtime, build_runtime
 from mcep.settings import Settings
 
@@ -39,4 +43,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(health.router)
     app.include_router(auth_api.router)
     app.include_router(contacts_api.router)
+    app.include_router(campaigns_api.profiles)
+    app.include_router(campaigns_api.templates)
+    app.include_router(campaigns_api.campaigns)
+    app.include_router(dispatch_api.router)
+    app.include_router(fleet_api.router)
+    app.include_router(inbound_api.router)
     return app

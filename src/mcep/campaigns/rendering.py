@@ -86,7 +86,7 @@ def compile_template(
         wa_name=wa_name,
         wa_language=wa_language,
         wa_parameters=tuple(
-            parse_checked(p, field=f"wa_parameters.{i}") for i, p in enumerate(wa_parameters)
+            parse_checked(p, field=f"whatsapp.parameters.{i}") for i, p in enumerate(wa_parameters)
         ),
     )
 
@@ -124,7 +124,7 @@ def render(compiled: CompiledTemplate, context: Mapping[str, Any]) -> MessageCon
     template = None
     if compiled.wa_name and compiled.wa_language:
         parameters = tuple(
-            _render_one(p, context, field=f"wa_parameters.{i}")
+            _render_one(p, context, field=f"whatsapp.parameters.{i}")
             for i, p in enumerate(compiled.wa_parameters)
         )
         template = WhatsAppTemplate(compiled.wa_name, compiled.wa_language, parameters)

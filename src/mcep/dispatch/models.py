@@ -87,6 +87,9 @@ class Message(TimestampMixin, Base):
     body_sha256: Mapped[str] = mapped_column(String(64))
     state: Mapped[MessageState] = mapped_column(str_enum(MessageState), default=MessageState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
+    """Claims so far; ``(id, attempts)`` is each attempt's id, so this never goes back."""
+    failures: Mapped[int] = mapped_column(default=0)
+    """Transient failures since queued or replayed: what the retry policy counts."""
     next_attempt_at: Mapped[datetime]
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_expires_at: Mapped[datetime | None]

@@ -19,6 +19,7 @@ from mcep.contacts import service as contacts_service
 from mcep.contacts.schemas import ProspectCreate
 from mcep.runtime import Runtime
 from tests.conftest import Actor
+from tests.integration.campaigns import builders
 from tests.routes import api_routes
 
 ROLES = ("anonymous", "admin", "compliance", "pm", "other_pm")
@@ -173,3 +174,100 @@ async def test_other_pm_lists_none_of_my_prospects(
     theirs = (await client.get(P, headers=actors["other_pm"].headers)).json()
     everything = (await client.get(P, headers=actors["compliance"].headers)).json()
     assert (mine["total"], theirs["total"], everything["total"]) == (1, 0, 1)
+
+
+# --- dispatch: profiles, templates, campaigns, messages, devices ----------------------------
+_LATEST: dict[str, str] = {}
+
+
+async def _profile(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    return {"profile_id": str(await builders.add_profile(runtime, owner))}
+
+
+async def _template(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    _LATEST["template_id"] = str(await builders.add_template(runtime, owner))
+    return {"template_id": _LATEST["template_id"]}
+
+
+async def _draft_campaign(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    prospects = await builders.add_prospects(runtime, owner, 1)
+    return {"campaign_id": str(await builders.add_campaign(runtime, owner, prospect_ids=prospects))}
+
+
+async def _running_campaign(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    return {"campaign_id": str(await builders.running_campaign(runtime, owner))}
+
+
+async def _paused_campaign(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    campaign_id = await builders.running_campaign(runtime, owner)
+    await builders.change(runtime, owner, campaign_id, "pause")
+    return {"campaign_id": str(campaign_id)}
+
+
+async def _message(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    campaign_id = await builders.running_campaign(runtime, owner)
+    return {"message_id": str((await builders.message_ids(runtime, campaign_id))[0])}
+
+
+async def _dead_message(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    campaign_id = await builders.running_campaign(runtime, owner)
+    await builders.set_state(runtime, campaign_id, builders.MessageState.DEAD)
+    return {"message_id": str((await builders.message_ids(runtime, campaign_id))[0])}
+
+
+async def _device(runtime: Runtime, _owner: Actor) -> dict[str, str]:
+    return {"device_id": str(await builders.add_device(runtime))}
+
+
+def _new_campaign() -> dict[str, Any]:
+    audience = {"prospect_ids": [str(uuid.uuid4())]}
+    return {"name": "Q4", "template_id": _LATEST["template_id"], "audience": audience}
+
+
+def _new_device() -> dict[str, Any]:
+    return {
+        "platform": "telegram",
+        "address": f"bot{uuid.uuid4().hex[:8]}",
+        "base_url": "http://127.0.0.1:9/",
+        "token": "123:abc",
+    }
+
+
+def pm_list() -> dict[str, int]:
+    return {"anonymous": 401, "admin": 403, "compliance": 200, "pm": 200, "other_pm": 200}
+
+
+def pm_create() -> dict[str, int]:
+    return {"anonymous": 401, "admin": 403, "compliance": 403, "pm": 201, "other_pm": 201}
+
+
+PR, TP, CP = "/api/v1/profiles", "/api/v1/templates", "/api/v1/campaigns"
+M, DV = "/api/v1/messages", "/api/v1/devices"
+CASES += [
+    Case("GET", PR, pm_list()),
+    Case("POST", PR, pm_create(), body=lambda: {"name": f"p{uuid.uuid4().hex[:6]}"}),
+    Case("GET", PR + "/{profile_id}", owned(200, compliance=200), _profile),
+    Case("PATCH", PR + "/{profile_id}", owned(200), _profile, body=lambda: {"lead_threshold": 80}),
+    Case("DELETE", PR + "/{profile_id}", owned(204), _profile),
+    Case("GET", TP, pm_list()),
+    Case("POST", TP, pm_create(), body=lambda: {"name": f"t{uuid.uuid4().hex[:6]}", "body": "Hi"}),
+    Case("GET", TP + "/{template_id}", owned(200, compliance=200), _template),
+    Case("PATCH", TP + "/{template_id}", owned(200), _template, body=lambda: {"body": "Hello"}),
+    Case("DELETE", TP + "/{template_id}", owned(204), _template),
+    Case("GET", CP, pm_list()),
+    # Another PM can't name my template in a campaign: a 422 on that field.
+    Case("POST", CP, {**pm_create(), "other_pm": 422}, _template, body=_new_campaign),
+    Case("GET", CP + "/{campaign_id}", owned(200, compliance=200), _draft_campaign),
+    Case("POST", CP + "/{campaign_id}/launch", owned(200), _draft_campaign),
+    Case("POST", CP + "/{campaign_id}/pause", owned(200), _running_campaign),
+    Case("POST", CP + "/{campaign_id}/resume", owned(200), _paused_campaign),
+    Case("POST", CP + "/{campaign_id}/cancel", owned(200), _running_campaign),
+    Case("GET", M, pm_list()),
+    Case("GET", M + "/{message_id}", owned(200, compliance=200), _message),
+    Case("POST", M + "/{message_id}/replay", owned(200), _dead_message),
+    Case("GET", DV, admin_only(200)),
+    Case("POST", DV, admin_only(201), body=_new_device),
+    Case("GET", DV + "/{device_id}", admin_only(200), _device),
+    Case("PATCH", DV + "/{device_id}", admin_only(200), _device, body=lambda: {"daily_quota": 50}),
+    Case("DELETE", DV + "/{device_id}", admin_only(204), _device),
+]

@@ -45,7 +45,7 @@ def test_a_missing_whatsapp_parameter_names_its_position() -> None:
     template = compiled("Hi", "{{ first_name }}", "{{ attributes.city }}")
     with pytest.raises(RenderError, match=r"attributes\.city") as info:
         render(template, context())  # type: ignore[arg-type]
-    assert info.value.field == "wa_parameters.1"
+    assert info.value.field == "whatsapp.parameters.1"
 
 
 def test_unknown_variables_and_syntax_errors_are_422_at_creation() -> None:

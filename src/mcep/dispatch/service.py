@@ -1,0 +1,111 @@
+"""Outbox rules reachable from the API: reading a message with its content, replaying dead ones.
+
+Flushes; never commits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mcep.audit import service as audit
+from mcep.auth.principal import Permission, Principal
+from mcep.campaigns.models import Campaign, CampaignStatus, EngagementProfile
+from mcep.campaigns.rules import rules_of
+from mcep.contacts.crypto import Keyring
+from mcep.contacts.models import Prospect
+from mcep.dispatch import repository
+from mcep.dispatch.content import MessageContent, open_content
+from mcep.dispatch.events import event_row
+from mcep.dispatch.models import EventKind, Message, MessageState
+from mcep.dispatch.schemas import (
+    AttemptOut,
+    EventOut,
+    MessageDetail,
+    MessageOut,
+    WhatsAppTemplateOut,
+)
+from mcep.dispatch.states import move
+from mcep.dispatch.windows import next_allowed
+from mcep.errors import Conflict
+
+
+def message_content(
+    message: Message, prospect: Prospect, keyring: Keyring
+) -> MessageContent | None:
+    """The message's body, or ``None`` once the prospect's key is shredded."""
+    if message.content_enc is None or prospect.wrapped_key is None:
+        return None
+    key = keyring.unwrap(prospect.wrapped_key)
+    return open_content(message.content_enc, key=key, message_id=message.id)
+
+
+async def detail(
+    session: AsyncSession, principal: Principal, message_id: uuid.UUID, *, keyring: Keyring
+) -> MessageDetail:
+    principal.require(Permission.OWNED_READ)
+    message = await repository.get_message(session, principal, message_id)
+    prospect = await session.get(Prospect, message.prospect_id)
+    content = message_content(message, prospect, keyring) if prospect else None
+    template = content.whatsapp_template if content else None
+    return MessageDetail(
+        **MessageOut.model_validate(message, from_attributes=True).model_dump(),
+        body=content.body if content else None,
+        whatsapp_template=None
+        if template is None
+        else WhatsAppTemplateOut(
+            name=template.name,
+            language=template.language,
+            body_parameters=list(template.body_parameters),
+        ),
+        attempt_history=[
+            AttemptOut.model_validate(a, from_attributes=True)
+            for a in await repository.attempts_of(session, message.id)
+        ],
+        events=[
+            EventOut.model_validate(e, from_attributes=True)
+            for e in await repository.events_of(session, message.id)
+        ],
+    )
+
+
+async def replay(
+    session: AsyncSession, principal: Principal, message_id: uuid.UUID, *, now: datetime
+) -> Message:
+    """Put a dead message back in line, inside its recipient's send window, with a fresh
+    retry budget (attempt numbers keep counting, so attempt ids stay unique)."""
+    principal.require(Permission.OWNED_WRITE)
+    message = await repository.get_message(session, principal, message_id, for_update=True)
+    if message.state is not MessageState.DEAD:
+        raise Conflict(f"only a dead message can be replayed; this one is {message.state}")
+    prospect = await session.get(Prospect, message.prospect_id)
+    if prospect is None or prospect.opted_out or prospect.erased_at is not None:
+        raise Conflict("the prospect has opted out or was erased; the message can't be replayed")
+    campaign = await session.get(Campaign, message.campaign_id, with_for_update=True)
+    assert campaign is not None
+    if campaign.status is CampaignStatus.CANCELLED:
+        raise Conflict("the campaign was cancelled; its messages can't be replayed")
+    if campaign.status is CampaignStatus.COMPLETED:
+        campaign.status = CampaignStatus.RUNNING
+    profile = (
+        await session.get(EngagementProfile, campaign.profile_id) if campaign.profile_id else None
+    )
+    window = rules_of(profile).window
+    message.state = move(message.state, MessageState.QUEUED)
+    message.failures = 0
+    message.lease_owner = message.lease_expires_at = None
+    message.next_attempt_at = next_allowed(now, zone=prospect.timezone, window=window)
+    message.updated_at = now
+    await session.flush()
+    await repository.insert_events(session, [event_row(EventKind.REPLAYED, message, at=now)])
+    await audit.append(
+        session,
+        actor=principal.actor,
+        action="message.replayed",
+        object_type="message",
+        object_id=str(message.id),
+        details={"pm_id": str(message.pm_id), "campaign_id": str(message.campaign_id)},
+    )
+    return message
