@@ -79,6 +79,21 @@ def load_csv(
     )
 
 
+def table_from_features(
+    vectors: Sequence[Mapping[str, float]], outcomes: Sequence[bool], *, label: str = "qualified"
+) -> LabelledTable:
+    """A training table from feature vectors (see :mod:`mcep.scoring.features`) and outcomes."""
+    if len(vectors) != len(outcomes):
+        raise ScoringInputError(f"{len(vectors)} feature vectors but {len(outcomes)} outcomes")
+    y = np.asarray(outcomes, dtype=np.int8)
+    if len(np.unique(y)) < 2:
+        raise ScoringInputError(f"every {label!r} outcome is the same: nothing to learn")
+    _check_class_sizes(y, label=label, positive="true")
+    frame = pd.DataFrame.from_records(list(vectors)).astype(np.float64)
+    kinds: dict[str, ColumnKind] = dict.fromkeys(frame.columns, "numeric")
+    return LabelledTable(features=frame, y=y, label=label, positive="true", kinds=kinds)
+
+
 def _read_text_table(path: Path, *, sep: str) -> pd.DataFrame:
     if not path.is_file():
         raise ScoringInputError(f"{path}: no such file")
@@ -299,7 +314,7 @@ class FeatureSchema:
         if math.isnan(code):
             return None
         if column.kind == "numeric":
-            return code
+            return float(code)
         return column.categories[int(code)]
 
     def _code(self, name: str, value: str | None) -> float:

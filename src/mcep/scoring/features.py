@@ -46,6 +46,7 @@ from datetime import UTC, datetime, tzinfo
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from mcep.channels.base import Platform
+from mcep.inbound.stopwords import is_stop_request
 
 NAN = math.nan
 PLATFORMS: tuple[str, ...] = tuple(p.value for p in Platform)
@@ -158,8 +159,8 @@ _OBJECTION = _cue(
     r"too expensive", r"not for me", r"maybe later", r"already have",
     r"no me interesa", r"no estoy interesad[oa]", r"no gracias", r"ahora no", r"muy caro",
     r"ya tengo",
-    r"nao tenho interesse", r"nao estou interessad[oa]", r"nao obrigad[oa]", r"agora nao",
-    r"muito caro", r"ja tenho",
+    r"nao tenho interesse", r"sem interesse", r"nao estou interessad[oa]", r"nao obrigad[oa]",
+    r"agora nao", r"muito caro", r"ja tenho",
     r"pas interesse(?:e|s)?", r"non merci", r"pas maintenant", r"trop cher",
     r"kein interesse", r"nicht interessiert", r"nein danke", r"nicht jetzt", r"zu teuer",
     r"non mi interessa", r"non sono interessat[oa]", r"no grazie", r"non ora", r"troppo caro",
@@ -173,17 +174,22 @@ _INTEREST = _cue(
     r"interessiert", r"mehr infos?", r"rufen sie mich an",
     r"mi interessa", r"interessat[oa]", r"piu informazioni", r"chiamami",
 )  # fmt: skip
+# Bare keywords ("stop", "baja") count only as a whole message, exactly as the opt-out check
+# in mcep.inbound.stopwords reads them; inside a sentence only unambiguous phrases count.
 _STOP = _cue(
-    r"stop", r"unsubscribe", r"remove me", r"opt[ -]?out", r"leave me alone",
-    r"do not (?:contact|message|text)", r"don'?t (?:contact|message|text)",
-    r"darme de baja", r"no me escrib\w*", r"parar", r"pare", r"descadastr\w*",
-    r"arret(?:er|ez)?", r"desabonn\w*", r"desinscri\w*",
-    r"stopp", r"abmelden", r"abbestellen", r"basta", r"disiscriv\w*", r"cancellami",
+    r"unsubscribe", r"remove me", r"opt[ -]?out", r"leave me alone",
+    r"(?:do not|don'?t|never) (?:contact|message|text|write to|call) me",
+    r"stop (?:messaging|texting|contacting|sending|writing|calling)",
+    r"darme de baja", r"no me (?:escrib|mand|contact)\w*", r"descadastr\w*",
+    r"nao me (?:mande|envie|contate)\w*", r"parem? de (?:enviar|mandar)",
+    r"desabonn\w*", r"desinscri\w*", r"arretez de m'?(?:ecrire|envoyer)",
+    r"abmelden", r"abbestellen", r"keine nachrichten mehr",
+    r"disiscriv\w*", r"cancellami", r"non scrivetemi",
 )  # fmt: skip
 _QUESTION_START = re.compile(
     r"^(?:what|when|how|why|who|where|which|can|could|would|do|does|is|are"
-    r"|que|cuando|como|donde|cual|quanto|onde|qual|quoi|quand|comment|pourquoi|quel"
-    r"|was|wann|wie|wo|warum|welche|cosa|come|dove|perche|quale)\b"
+    r"|cuando|como|donde|cual|quanto|onde|qual|quoi|quand|comment|pourquoi|quel"
+    r"|wann|wie|wo|warum|welche|cosa|dove|perche|quale)\b"
 )
 
 
@@ -195,7 +201,9 @@ def _fold(text: str) -> str:
 def reply_intents(text: str) -> frozenset[str]:
     """The intent cues in a reply: any of ``question``, ``interest``, ``objection``, ``stop``.
 
-    Objections are removed before looking for interest, so "not interested" is no interest.
+    Objections and stop phrases are removed before looking for interest, so neither
+    "not interested" nor "don't call me" reads as interest.
+    A reply the opt-out check would take as a stop request always shows ``stop``.
     """
     folded = _fold(text)
     found: set[str] = set()
@@ -203,9 +211,9 @@ def reply_intents(text: str) -> frozenset[str]:
         found.add("question")
     if _OBJECTION.search(folded):
         found.add("objection")
-    if _INTEREST.search(_OBJECTION.sub(" ", folded)):
+    if _INTEREST.search(_STOP.sub(" ", _OBJECTION.sub(" ", folded))):
         found.add("interest")
-    if _STOP.search(folded):
+    if _STOP.search(folded) or is_stop_request(text):
         found.add("stop")
     return frozenset(found)
 

@@ -166,6 +166,15 @@ def test_times_must_be_aware() -> None:
         ("Kein Interesse, bitte abmelden", {"objection", "stop"}),
         ("Mi interessa, chiamami", {"interest"}),
         ("Stopped by your office yesterday", set()),
+        ("Can we stop the call at 3?", {"question"}),
+        ("Please stop messaging me", {"stop"}),
+        ("Baja por favor", {"stop"}),
+        ("Sair", {"stop"}),
+        ("No me escribas más", {"stop"}),
+        ("Please don't call me again", {"stop"}),
+        ("Que bom!", set()),
+        ("Was great to meet you", set()),
+        ("Sem interesse", {"objection"}),
     ],
 )
 def test_intent_cues_in_several_languages(text: str, expected: set[str]) -> None:

@@ -117,6 +117,7 @@ def test_top_five_contributions_come_from_pred_contrib_largest_first(
     assert result.contributions[0].feature == "replies" and result.contributions[0].log_odds > 0
     shown = {c.feature: c.value for c in result.contributions}
     assert shown.get("replies") == 4.0 and shown.get("channel", "whatsapp") == "whatsapp"
+    assert all(type(v) in (float, str, type(None)) for v in shown.values())  # JSON-ready
     # Contributions plus the bias add up to the booster's log-odds.
     raw = trained_model.booster.predict(scorer.encode(PROSPECT), raw_score=True)[0]
     assert full.sum() == pytest.approx(raw)
