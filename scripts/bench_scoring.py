@@ -84,7 +84,9 @@ def bench(name: str, model: TrainedModel, table: LabelledTable, *, repeat: int) 
     batch = rows_per_second(lambda: scorer.score_batch(matrix), len(matrix))
     with_encoding = rows_per_second(lambda: scorer.score_batch(table.features), len(matrix))
     print(f"  batch   Scorer.score_batch(encoded matrix)          {batch:12,.0f} rows/s")
+    explained = rows_per_second(lambda: booster.predict(matrix[:5000], pred_contrib=True), 5000)
     print(f"  batch   Scorer.score_batch(typed frame, encoding)   {with_encoding:12,.0f} rows/s")
+    print(f"  batch   Booster pred_contrib (explanations)         {explained:12,.0f} rows/s")
 
 
 def main() -> None:

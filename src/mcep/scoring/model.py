@@ -45,6 +45,7 @@ class PlattCalibrator:
         return np.asarray(expit(self.slope * raw + self.intercept), dtype=np.float64)
 
     def to_dict(self) -> dict[str, object]:
+        """The method and its two numbers, JSON-ready."""
         return {"method": self.method, "slope": self.slope, "intercept": self.intercept}
 
 
@@ -66,6 +67,7 @@ class IsotonicCalibrator:
         return np.clip(p, self.EPSILON, 1 - self.EPSILON)
 
     def to_dict(self) -> dict[str, object]:
+        """The method and its knots, JSON-ready."""
         return {"method": self.method, "x": self.knots_x.tolist(), "y": self.knots_y.tolist()}
 
 
@@ -73,6 +75,7 @@ Calibrator = PlattCalibrator | IsotonicCalibrator
 
 
 def calibrator_from_dict(data: Mapping[str, Any]) -> Calibrator:
+    """Rebuild a calibrator from its ``to_dict`` form."""
     if data.get("method") == PlattCalibrator.method:
         return PlattCalibrator(float(data["slope"]), float(data["intercept"]))
     if data.get("method") == IsotonicCalibrator.method:
@@ -106,6 +109,7 @@ class TrainingInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainingInfo:
+        """Rebuild from ``dataclasses.asdict`` output (after a JSON round trip)."""
         return cls(**{**data, "notes": tuple(data.get("notes", ()))})
 
 
