@@ -11,10 +11,10 @@ app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
 
 @app.command("upgrade")
-def upgrade(revision: str = typer.Argument("head", help="Target revision")) -> None:
-    """Apply migrations up to REVISION (the newest by default)."""
+def upgrade(revision: str = typer.Argument("heads", help="Target revision")) -> None:
+    """Apply migrations up to REVISION (every head by default)."""
 
-    async def work() -> str | None:
+    async def work() -> str:
         async with open_runtime() as runtime:
             await migrate.upgrade(runtime.engine, revision)
             return await migrate.current_revision(runtime.engine)
@@ -26,7 +26,7 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision")) -> N
 def current() -> None:
     """Show the database's revision and the newest one."""
 
-    async def work() -> str | None:
+    async def work() -> str:
         async with open_runtime() as runtime:
             return await migrate.current_revision(runtime.engine)
 

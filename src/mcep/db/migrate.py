@@ -16,8 +16,13 @@ def alembic_config() -> Config:
     return config
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revisions() -> set[str]:
+    """Every head: domains may add migrations on branches of their own (``upgrade heads``)."""
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def head_revision() -> str:
+    return ",".join(sorted(head_revisions()))
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
@@ -26,20 +31,24 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(config, revision)
 
 
-def _current(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+def _current(connection: Connection) -> set[str]:
+    return set(MigrationContext.configure(connection).get_current_heads())
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the database at ``engine`` up to ``revision`` (the newest by default)."""
+async def upgrade(engine: AsyncEngine, revision: str = "heads") -> None:
+    """Bring the database at ``engine`` up to ``revision`` (every head by default)."""
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade, revision)
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
+async def current_revisions(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as connection:
         return await connection.run_sync(_current)
 
 
+async def current_revision(engine: AsyncEngine) -> str:
+    return ",".join(sorted(await current_revisions(engine))) or "none"
+
+
 async def is_current(engine: AsyncEngine) -> bool:
-    return await current_revision(engine) == head_revision()
+    return await current_revisions(engine) == head_revisions()
