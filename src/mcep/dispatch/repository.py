@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mcep.auth.principal import Principal, scope_to_owner
 from mcep.campaigns.models import Campaign, CampaignStatus
 from mcep.contacts.models import Channel
+from mcep.db.bulk import bulk_insert
 from mcep.dispatch.caps import COUNTED_STATES, CapWindows
 from mcep.dispatch.events import event_rows
 from mcep.dispatch.models import Event, EventKind, Message, MessageAttempt, MessageState
@@ -28,6 +29,7 @@ from mcep.dispatch.states import WAITING
 from mcep.errors import NotFound
 
 CHUNK = 5000
+_EVENT_COLUMNS = tuple(c.name for c in Event.__table__.columns if c.name != "id")
 DISPATCHING = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING)
 _KEYS = (
     Message.id,
@@ -124,14 +126,19 @@ async def recent_counts(
 
 
 async def insert_messages(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """All rows in one multi-row INSERT per 1,000 (SQLAlchemy's insertmanyvalues batches)."""
-    if rows:
-        await session.execute(insert(Message).returning(Message.id), list(rows))
+    """All rows in one statement: COPY on PostgreSQL, one executemany elsewhere.
+
+    Every row must carry every column (the launch builds them complete).
+    """
+    await bulk_insert(session, Message.__table__, rows)  # type: ignore[arg-type]
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(Event).returning(Event.id), list(rows))
+    """Append events in one statement; rows may leave out ``id`` and optional columns."""
+    if not rows:
+        return
+    complete = [{column: row.get(column) for column in _EVENT_COLUMNS} for row in rows]
+    await bulk_insert(session, Event.__table__, complete)  # type: ignore[arg-type]
 
 
 async def cancel_waiting(
