@@ -77,8 +77,8 @@ async def setup_pm(runtime: Runtime) -> Principal:
                 DeviceCreate(
                     platform=Platform.TELEGRAM,
                     address=f"bench_bot_{n}",
-                    base_url="http://127.0.0.1:9/",  # type: ignore[arg-type]
-                    token="123:bench",  # type: ignore[arg-type]
+                    base_url="http://127.0.0.1:9/",
+                    token="123:bench",
                 ),
                 keyring=runtime.keyring,
             )
@@ -95,7 +95,7 @@ async def campaign_for(runtime: Runtime, pm: Principal, recipients: int) -> uuid
                 name=f"Client {i} Bench",
                 timezone=ZONES[i % len(ZONES)],
                 handles=Handles(telegram=str(uuid.uuid4().int % 10**12)),
-                consents=[ConsentIn(channel="telegram", source="bench")],  # type: ignore[arg-type]
+                consents=[ConsentIn(channel="telegram", source="bench")],
                 attributes={"segment": "hnw"},
             ),
             pm_id=pm.pm_id,
@@ -152,7 +152,7 @@ async def main(recipients: int, runs: int, database_url: str) -> None:
     url, scratch = await scratch_database(database_url)
     settings = Settings(
         database_url=url,
-        master_key=base64.urlsafe_b64encode(b"b" * 32).decode(),  # type: ignore[arg-type]
+        master_key=base64.urlsafe_b64encode(b"b" * 32).decode(),
         key_file=workdir / "k",
     )
     runtime = build_runtime(settings)

@@ -38,6 +38,7 @@ def _profile_out(profile: EngagementProfile) -> ProfileOut:
 
 
 def campaign_out(campaign: Campaign) -> CampaignOut:
+    """The API view of a campaign, with its variants and launch result."""
     return CampaignOut(
         id=campaign.id,
         pm_id=campaign.pm_id,

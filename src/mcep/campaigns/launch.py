@@ -168,6 +168,7 @@ async def requested_ids(
 async def gather_facts(
     session: AsyncSession, principal: Principal, requested: Sequence[uuid.UUID], *, now: datetime
 ) -> tuple[dict[uuid.UUID, repository.RecipientRow], dict[uuid.UUID, RecipientFacts]]:
+    """The audience's rows and, per prospect, what eligibility needs (four reads)."""
     rows = await repository.recipient_rows(session, principal, requested)
     ids = list(rows)
     consents = await repository.granted_channels(session, ids)
@@ -199,6 +200,7 @@ async def build_allocator(
 async def compiled_variants(
     session: AsyncSession, principal: Principal, campaign: Campaign
 ) -> dict[str, tuple[Template, CompiledTemplate]]:
+    """Each variant's template, compiled once for the whole launch."""
     templates = await repository.templates_by_id(
         session, principal, [v.template_id for v in campaign.variants]
     )
@@ -297,6 +299,7 @@ def event_rows(
 def launch_result(
     requested: int, messages: Sequence[dict[str, Any]], plan: Plan, *, root: str
 ) -> LaunchResult:
+    """The counts, reasons and Merkle root a launch reports and keeps."""
     times = [m["next_attempt_at"] for m in messages]
     return LaunchResult(
         audience=requested,
@@ -314,15 +317,61 @@ def launch_result(
     )
 
 
-def _status_after(campaign: Campaign, queued: int, now: datetime) -> CampaignStatus:
+def _status_after(campaign: Campaign, queued: int, now: datetime | None) -> CampaignStatus:
     if queued == 0:
         return CampaignStatus.COMPLETED
-    if campaign.start_at is not None and campaign.start_at > now:
+    if campaign.start_at is not None and now is not None and campaign.start_at > now:
         return CampaignStatus.SCHEDULED
     return CampaignStatus.RUNNING
 
 
 # --- the launch ------------------------------------------------------------------------------
+
+
+async def plan_for(
+    session: AsyncSession, principal: Principal, campaign: Campaign, *, now: datetime
+) -> tuple[list[uuid.UUID], dict[uuid.UUID, repository.RecipientRow], Plan]:
+    """Read the audience and everything about it in bulk, then decide per recipient."""
+    rules = rules_of(await repository.profile_for(session, campaign))
+    requested = await requested_ids(session, principal, campaign)
+    rows, facts = await gather_facts(session, principal, requested, now=now)
+    allocator = await build_allocator(
+        session, pm_id=campaign.pm_id, prospect_ids=list(rows), now=now
+    )
+    plan = plan_launch(
+        requested,
+        facts,
+        {pid: row.timezone for pid, row in rows.items()},
+        rules=rules,
+        allocator=allocator,
+        campaign_id=campaign.id,
+        variants=[WeightedVariant(v.name, v.weight) for v in campaign.variants],
+        start=max(now, campaign.start_at or now),
+    )
+    return requested, rows, plan
+
+
+async def _record(
+    session: AsyncSession, principal: Principal, campaign: Campaign, result: LaunchResult
+) -> None:
+    """The campaign's new status and result, and one audit entry vouching for every message."""
+    campaign.status = _status_after(campaign, result.queued, campaign.launched_at)
+    campaign.launch_result = result.model_dump(mode="json")
+    await session.flush()
+    await audit.append(
+        session,
+        actor=principal.actor,
+        action="campaign.launched",
+        object_type="campaign",
+        object_id=str(campaign.id),
+        details={
+            "pm_id": str(campaign.pm_id),
+            "queued": result.queued,
+            "skipped": result.skipped,
+            "skip_reasons": result.skip_reasons,
+            "messages_merkle_root": result.merkle_root,
+        },
+    )
 
 
 async def launch(
@@ -340,22 +389,8 @@ async def launch(
     )
     if campaign.status is not CampaignStatus.DRAFT:
         raise Conflict(f"only a draft campaign can be launched; this one is {campaign.status}")
-    rules = rules_of(await repository.profile_for(session, campaign))
     templates = await compiled_variants(session, principal, campaign)
-    requested = await requested_ids(session, principal, campaign)
-    rows, facts = await gather_facts(session, principal, requested, now=now)
-    plan = plan_launch(
-        requested,
-        facts,
-        {pid: row.timezone for pid, row in rows.items()},
-        rules=rules,
-        allocator=await build_allocator(
-            session, pm_id=campaign.pm_id, prospect_ids=list(rows), now=now
-        ),
-        campaign_id=campaign.id,
-        variants=[WeightedVariant(v.name, v.weight) for v in campaign.variants],
-        start=max(now, campaign.start_at or now),
-    )
+    requested, rows, plan = await plan_for(session, principal, campaign, now=now)
     messages = [
         message_row(
             p,
@@ -372,23 +407,8 @@ async def launch(
         session, event_rows(messages, plan.skipped, campaign=campaign, now=now)
     )
     root = merkle_root(sorted(m["id"].bytes for m in messages))
-    result = launch_result(len(requested), messages, plan, root=root)
-    campaign.status = _status_after(campaign, len(messages), now)
     campaign.launched_at = now
-    campaign.launch_result = result.model_dump(mode="json")
-    await session.flush()
-    await audit.append(
-        session,
-        actor=principal.actor,
-        action="campaign.launched",
-        object_type="campaign",
-        object_id=str(campaign.id),
-        details={
-            "pm_id": str(campaign.pm_id),
-            "queued": result.queued,
-            "skipped": result.skipped,
-            "skip_reasons": result.skip_reasons,
-            "messages_merkle_root": root,
-        },
+    await _record(
+        session, principal, campaign, launch_result(len(requested), messages, plan, root=root)
     )
     return campaign

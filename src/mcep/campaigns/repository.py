@@ -62,6 +62,7 @@ async def list_owned(
     offset: int,
     where: Sequence[Any] = (),
 ) -> tuple[list[Owned], int]:
+    """One page of the caller's objects, newest first, with the total."""
     stmt = scope_to_owner(select(model), model.pm_id, principal).where(*where)
     total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = await session.scalars(

@@ -84,6 +84,7 @@ async def create_profile(
 async def update_profile(
     session: AsyncSession, principal: Principal, profile_id: uuid.UUID, data: ProfileUpdate
 ) -> EngagementProfile:
+    """Change some fields; the result must still pass :func:`check_profile`."""
     principal.require(Permission.OWNED_WRITE)
     profile = await repository.get_owned(
         session, principal, EngagementProfile, profile_id, for_update=True
@@ -132,6 +133,7 @@ def _set_whatsapp(template: Template, spec: WhatsAppTemplateSpec | None) -> None
 
 
 def template_out(template: Template) -> TemplateOut:
+    """The API view of a template (its WhatsApp columns as one nested object)."""
     whatsapp = None
     if template.wa_template_name and template.wa_language:
         whatsapp = WhatsAppTemplateSpec(
@@ -242,6 +244,7 @@ def _audience(data: CampaignCreate) -> dict[str, Any]:
 async def create_campaign(
     session: AsyncSession, principal: Principal, data: CampaignCreate
 ) -> Campaign:
+    """A draft campaign; its profile and templates must be the caller's own (else 422)."""
     principal.require(Permission.OWNED_WRITE)
     pm_id = principal.owner_pm_id()
     if data.profile_id is not None:

@@ -28,6 +28,7 @@ def _aad(message_id: uuid.UUID) -> str:
 
 
 def seal_content(content: MessageContent, *, key: DataKey, message_id: uuid.UUID) -> bytes:
+    """AES-GCM under the prospect's data key, bound to ``message_id``."""
     template = content.whatsapp_template
     document = {
         "body": content.body,

@@ -32,6 +32,7 @@ class MessageKeys(Protocol):
 def event_row(
     kind: str, message: MessageKeys, *, at: datetime, details: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
+    """An ``events`` row of ``kind`` about ``message``, ready for a bulk insert."""
     return {
         "at": at,
         "kind": kind,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Select, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mcep.auth.principal import Principal, scope_to_owner
@@ -60,6 +60,7 @@ class MessageFilter:
 async def list_messages(
     session: AsyncSession, principal: Principal, f: MessageFilter, *, limit: int, offset: int
 ) -> tuple[list[Message], int]:
+    """One page of the caller's messages, newest first, with the total."""
     stmt = scope_to_owner(select(Message), Message.pm_id, principal)
     for column, value in (
         (Message.campaign_id, f.campaign_id),
@@ -192,15 +193,9 @@ class ClaimedMessage:
         return f"{self.id}:{self.attempt}"
 
 
-async def claim_due(
-    session: AsyncSession, *, owner: str, now: datetime, lease: timedelta, limit: int
-) -> list[ClaimedMessage]:
-    """Lease up to ``limit`` due messages of dispatching campaigns to ``owner``.
-
-    Two statements: the claiming UPDATE (which also numbers the attempt) and one INSERT of
-    the attempts' history rows. Commit promptly: the lease starts now.
-    """
-    due = (
+def _due(now: datetime, limit: int) -> Select[uuid.UUID]:
+    """Ids of due messages of dispatching campaigns, oldest first, skipping locked rows."""
+    return (
         select(Message.id)
         .join(Campaign, Campaign.id == Message.campaign_id)
         .where(
@@ -212,10 +207,41 @@ async def claim_due(
         .limit(limit)
         .with_for_update(of=Message, skip_locked=True)
     )
+
+
+async def _open_attempts(
+    session: AsyncSession, claimed: Sequence[ClaimedMessage], *, owner: str, now: datetime
+) -> None:
+    """One history row per claimed attempt (one statement); its outcome is filled in later."""
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "message_id": m.id,
+            "attempt": m.attempt,
+            "device_id": m.device_id,
+            "lease_owner": owner,
+            "started_at": now,
+        }
+        for m in claimed
+    ]
+    if rows:
+        await session.execute(insert(MessageAttempt), rows)
+
+
+async def claim_due(
+    session: AsyncSession, *, owner: str, now: datetime, lease: timedelta, limit: int
+) -> list[ClaimedMessage]:
+    """Lease up to ``limit`` due messages of dispatching campaigns to ``owner``.
+
+    Two statements: the claiming UPDATE (which also numbers the attempt) and one INSERT of
+    the attempts' history rows. Commit promptly: the lease starts now. Whoever records the
+    outcome must guard its UPDATE on ``lease_owner`` and ``attempts``, so that a worker whose
+    lease expired can't overwrite the attempt that replaced it.
+    """
     expires = now + lease
     stmt = (
         update(Message)
-        .where(Message.id.in_(due), Message.state.in_(WAITING))
+        .where(Message.id.in_(_due(now, limit)), Message.state.in_(WAITING))
         .values(
             state=MessageState.SENDING,
             lease_owner=owner,
@@ -225,7 +251,6 @@ async def claim_due(
         )
         .returning(*_KEYS, Message.attempts, Message.failures, Message.content_enc)
     )
-    rows = (await session.execute(stmt)).all()
     claimed = sorted(
         (
             ClaimedMessage(
@@ -235,25 +260,11 @@ async def claim_due(
                 content_enc=row[9],
                 lease_expires_at=expires,
             )
-            for row in rows
+            for row in await session.execute(stmt)
         ),
         key=lambda m: m.id,
     )
-    if claimed:
-        await session.execute(
-            insert(MessageAttempt),
-            [
-                {
-                    "id": uuid.uuid4(),
-                    "message_id": m.id,
-                    "attempt": m.attempt,
-                    "device_id": m.device_id,
-                    "lease_owner": owner,
-                    "started_at": now,
-                }
-                for m in claimed
-            ],
-        )
+    await _open_attempts(session, claimed, owner=owner, now=now)
     return claimed
 
 

@@ -45,6 +45,7 @@ def message_content(
 async def detail(
     session: AsyncSession, principal: Principal, message_id: uuid.UUID, *, keyring: Keyring
 ) -> MessageDetail:
+    """One message with its body (opened with the prospect's key), attempts and events."""
     principal.require(Permission.OWNED_READ)
     message = await repository.get_message(session, principal, message_id)
     prospect = await session.get(Prospect, message.prospect_id)

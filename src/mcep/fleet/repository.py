@@ -36,6 +36,7 @@ async def list_devices(
     limit: int,
     offset: int,
 ) -> tuple[list[Device], int]:
+    """One page of devices, by platform and address, with the total."""
     stmt = select(Device)
     if platform is not None:
         stmt = stmt.where(Device.platform == platform)

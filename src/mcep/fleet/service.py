@@ -56,6 +56,7 @@ async def _audit(
 async def create(
     session: AsyncSession, principal: Principal, data: DeviceCreate, *, keyring: Keyring
 ) -> Device:
+    """Register a device; its token is sealed at once and never shown again."""
     principal.require(Permission.DEVICES_MANAGE)
     if await repository.address_taken(session, data.platform, data.address):
         raise Conflict(f"a {data.platform} device with address {data.address!r} already exists")
@@ -86,6 +87,7 @@ async def update(
     *,
     keyring: Keyring,
 ) -> Device:
+    """Change a device; ``null`` for a quota or rate removes that limit."""
     principal.require(Permission.DEVICES_MANAGE)
     device = await repository.get_device(session, device_id, for_update=True)
     changed = sorted(data.model_fields_set)

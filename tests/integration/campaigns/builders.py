@@ -57,7 +57,7 @@ async def add_prospects(
             phone=f"+4420794{uuid.uuid4().int % 10**5:05d}" if phone else None,
             timezone=timezone,
             handles=Handles(telegram=telegram_id()),
-            consents=[ConsentIn(channel=c, source="test") for c in consents],  # type: ignore[arg-type]
+            consents=[ConsentIn(channel=c, source="test") for c in consents],
             attributes=attributes or {"segment": "hnw"},
         )
         pm_id = owner.pm_id
@@ -74,8 +74,8 @@ async def add_device(
     data = DeviceCreate(
         platform=platform,
         address=fields.pop("address", f"dev-{uuid.uuid4().hex[:10]}"),
-        base_url=fields.pop("base_url", "http://127.0.0.1:9/"),  # type: ignore[arg-type]
-        token=fields.pop("token", "secret-token"),  # type: ignore[arg-type]
+        base_url=fields.pop("base_url", "http://127.0.0.1:9/"),
+        token=fields.pop("token", "secret-token"),
         **fields,
     )
     async with runtime.sessions() as session, session.begin():

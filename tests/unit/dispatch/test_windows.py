@@ -12,8 +12,10 @@ from mcep.dispatch.windows import NoSendWindow, SendWindow, is_allowed, next_all
 NINE_TO_SIX = SendWindow(start=time(9), end=time(18))
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def local(at: datetime, zone: str) -> datetime:
