@@ -1,0 +1,1 @@
+"""The worker role: long-running jobs (dispatch, scoring, experiments, receivers, sweeps)."""

@@ -1,0 +1,12 @@
+"""The jobs a worker can run, by name (``mcep worker --only NAME,...``).
+
+Each domain adds its jobs here, one line each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mcep.worker.base import Job
+
+JOBS: dict[str, Callable[[], Job]] = {}
