@@ -112,7 +112,7 @@ async def filtered_ids(
     session: AsyncSession, principal: Principal, f: contacts_repository.ProspectFilter
 ) -> list[uuid.UUID]:
     """Ids of the caller's prospects that match ``f`` (one statement)."""
-    stmt = contacts_repository._filtered(  # the prospects API's own filter semantics
+    stmt = contacts_repository.apply_filter(  # the prospects API's own filter semantics
         scope_to_owner(select(Prospect.id), Prospect.pm_id, principal), f
     )
     return list((await session.scalars(stmt.order_by(Prospect.id))).all())

@@ -33,7 +33,9 @@ class ProspectFilter:
     include_erased: bool = False
 
 
-def _filtered(stmt: Select[Any], f: ProspectFilter) -> Select[Any]:
+def apply_filter(stmt: Select[Any], f: ProspectFilter) -> Select[Any]:
+    """Narrow a prospects query by ``f``: the one meaning of a prospect filter (the list API and
+    campaign audiences both use it)."""
     for tag in f.tags:
         stmt = stmt.where(
             exists().where(ProspectTag.prospect_id == Prospect.id, ProspectTag.tag == tag)
@@ -68,7 +70,7 @@ def _filtered(stmt: Select[Any], f: ProspectFilter) -> Select[Any]:
 async def list_prospects(
     session: AsyncSession, principal: Principal, f: ProspectFilter, *, limit: int, offset: int
 ) -> tuple[list[Prospect], int]:
-    base = _filtered(scope_to_owner(select(Prospect), Prospect.pm_id, principal), f)
+    base = apply_filter(scope_to_owner(select(Prospect), Prospect.pm_id, principal), f)
     total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
     rows = await session.scalars(
         base.order_by(Prospect.created_at.desc(), Prospect.id).limit(limit).offset(offset)
