@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mcep.inbound.tasks import SignalReceiverJob
 from mcep.worker.base import Job
 
 JOBS: dict[str, Callable[[], Job]] = {}
+JOBS["signal-receiver"] = SignalReceiverJob

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,23 +15,18 @@ from sqlalchemy import func, select
 
 from mcep.audit.models import AuditEntry
 from mcep.auth.models import Role
-from mcep.auth.principal import Principal
-from mcep.campaigns.models import Campaign, CampaignStatus
 from mcep.channels.base import InboundMessage as InboundEvent
 from mcep.channels.base import Platform
-from mcep.contacts import service as contacts_service
 from mcep.contacts.models import Channel, Prospect
-from mcep.contacts.schemas import ProspectCreate
 from mcep.dispatch.models import Event, Message, MessageState
-from mcep.fleet.models import Device
 from mcep.inbound import service as inbound_service
 from mcep.inbound.models import InboundMessage, ProviderEventSeen
 from mcep.runtime import Runtime
-from tests.conftest import WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, Actor, make_actor
+from tests.conftest import WHATSAPP_APP_SECRET, WHATSAPP_VERIFY_TOKEN, make_actor
+from tests.e2e.inbound.builders import PHONE, World, add_device, add_world
 
 WA = "/api/v1/providers/whatsapp/webhook"
 PHONE_NUMBER_ID = "106540352242922"
-PHONE = "+442079460958"
 
 
 def signed(body: dict[str, Any], secret: str = WHATSAPP_APP_SECRET) -> tuple[bytes, dict[str, str]]:
@@ -73,82 +67,11 @@ def text(message_id: str, body: str, sender: str = PHONE[1:]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class World:
-    pm: Actor
-    prospect_id: uuid.UUID
-    device_id: uuid.UUID
-    campaign_id: uuid.UUID
-    message_id: uuid.UUID
-
-
-async def _device(runtime: Runtime, platform: Platform, address: str) -> uuid.UUID:
-    async with runtime.sessions() as session, session.begin():
-        device = Device(
-            platform=platform,
-            address=address,
-            base_url="http://127.0.0.1:9",
-            token_key=b"k",
-            token_enc=b"t",
-        )
-        session.add(device)
-    return device.id
-
-
-async def _world(
-    runtime: Runtime,
-    pm: Actor,
-    *,
-    device_id: uuid.UUID,
-    channel: Channel = Channel.WHATSAPP,
-    state: MessageState = MessageState.SENT,
-    wamid: str | None = "wamid.ONE",
-) -> World:
-    principal = Principal(pm.user_id, pm.email, pm.role, pm.pm_id)
-    async with runtime.sessions() as session, session.begin():
-        existing = await session.scalar(select(Prospect.id).where(Prospect.pm_id == pm.pm_id))
-        if existing is None:
-            prospect = await contacts_service.create(
-                session,
-                principal,
-                ProspectCreate(
-                    name="Ana",
-                    phone=PHONE,
-                    timezone="Europe/London",
-                    consents=[{"channel": "whatsapp", "source": "form"}],
-                ),  # type: ignore[list-item]
-                keyring=runtime.keyring,
-                default_region=None,
-            )
-            existing = prospect.id
-        assert pm.pm_id is not None
-        campaign = Campaign(
-            pm_id=pm.pm_id, name="c", audience={"prospect_ids": []}, status=CampaignStatus.RUNNING
-        )
-        session.add(campaign)
-        await session.flush()
-        message = Message(
-            campaign_id=campaign.id,
-            pm_id=pm.pm_id,
-            prospect_id=existing,
-            variant="A",
-            channel=channel,
-            device_id=device_id,
-            body_sha256="0" * 64,
-            state=state,
-            next_attempt_at=datetime.now(UTC),
-            provider_message_id=wamid,
-            sent_at=datetime.now(UTC) if state is MessageState.SENT else None,
-        )
-        session.add(message)
-    return World(pm, existing, device_id, campaign.id, message.id)
-
-
 @pytest.fixture
 async def world(runtime: Runtime) -> World:
     pm = await make_actor(runtime, Role.PM)
-    device = await _device(runtime, Platform.WHATSAPP, PHONE_NUMBER_ID)
-    return await _world(runtime, pm, device_id=device)
+    device = await add_device(runtime, Platform.WHATSAPP, PHONE_NUMBER_ID)
+    return await add_world(runtime, pm, device_id=device)
 
 
 async def message_state(runtime: Runtime, message_id: uuid.UUID) -> MessageState:
@@ -248,8 +171,8 @@ async def test_reply_joins_the_conversation(
 
 async def test_reply_goes_to_the_pm_whose_device_it_answers(runtime: Runtime, world: World) -> None:
     other = await make_actor(runtime, Role.PM)
-    other_device = await _device(runtime, Platform.WHATSAPP, "999000111")
-    theirs = await _world(runtime, other, device_id=other_device, wamid="wamid.TWO")
+    other_device = await add_device(runtime, Platform.WHATSAPP, "999000111")
+    theirs = await add_world(runtime, other, device_id=other_device, wamid="wamid.TWO")
     event = InboundEvent(
         event_id="wamid.IN2",
         sender=PHONE[1:],
@@ -275,11 +198,11 @@ async def test_reply_goes_to_the_pm_whose_device_it_answers(runtime: Runtime, wo
 async def test_stop_on_signal_cancels_queued_whatsapp_and_opts_out(
     runtime: Runtime, world: World
 ) -> None:
-    queued = await _world(
+    queued = await add_world(
         runtime, world.pm, device_id=world.device_id, state=MessageState.QUEUED, wamid=None
     )
-    signal_device = await _device(runtime, Platform.SIGNAL, "+15550009999")
-    await _world(
+    signal_device = await add_device(runtime, Platform.SIGNAL, "+15550009999")
+    await add_world(
         runtime, world.pm, device_id=signal_device, channel=Channel.SIGNAL, wamid="1700000000000"
     )
     stop = InboundEvent(
@@ -315,7 +238,7 @@ async def test_stop_on_signal_cancels_queued_whatsapp_and_opts_out(
 async def test_telegram_webhook_needs_the_device_secret(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    device = await _device(runtime, Platform.TELEGRAM, "123456")
+    device = await add_device(runtime, Platform.TELEGRAM, "123456")
     url = f"/api/v1/providers/telegram/{device}/webhook"
     update = {
         "update_id": 1,
@@ -346,7 +269,7 @@ async def test_telegram_webhook_needs_the_device_secret(
 async def test_imessage_webhook_only_on_its_secret_url(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    device = await _device(runtime, Platform.IMESSAGE, "mac-1")
+    device = await add_device(runtime, Platform.IMESSAGE, "mac-1")
     secret = runtime.keyring.webhook_secret("imessage", str(device))
     body = {
         "type": "new-message",
