@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +41,14 @@ class MessageState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class MessageKind(enum.StrEnum):
+    """What a message is for: a campaign's outreach, or a notice the platform owes the person
+    (the confirmation of an opt-out), which belongs to no campaign."""
+
+    CAMPAIGN = "campaign"
+    NOTICE = "notice"
+
+
 class EventKind(enum.StrEnum):
     """Kinds this domain writes; the column is plain text so other domains can add kinds."""
 
@@ -55,11 +64,15 @@ class EventKind(enum.StrEnum):
     CANCELLED = "cancelled"
     REPLAYED = "replayed"
     LEASE_EXPIRED = "lease_expired"
+    REQUEUED = "requeued"
     OPTED_OUT = "opted_out"
 
 
 class Message(TimestampMixin, Base):
-    """The outbox: one row per recipient per campaign, from queued to its final state."""
+    """The outbox: one row per recipient per campaign, from queued to its final state.
+
+    Notices (``kind`` ``notice``, no campaign) go through the same outbox and worker.
+    """
 
     __tablename__ = "messages"
     __table_args__ = (
@@ -73,7 +86,12 @@ class Message(TimestampMixin, Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="RESTRICT"))
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="RESTRICT")
+    )
+    kind: Mapped[MessageKind] = mapped_column(
+        str_enum(MessageKind), default=MessageKind.CAMPAIGN, server_default=text("'campaign'")
+    )
     pm_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("portfolio_managers.id", ondelete="RESTRICT")
     )

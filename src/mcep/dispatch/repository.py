@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, insert, select, update
+from sqlalchemy import Select, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mcep.auth.principal import Principal, scope_to_owner
@@ -24,7 +24,14 @@ from mcep.contacts.models import Channel
 from mcep.db.bulk import bulk_insert
 from mcep.dispatch.caps import COUNTED_STATES, CapWindows
 from mcep.dispatch.events import event_rows
-from mcep.dispatch.models import Event, EventKind, Message, MessageAttempt, MessageState
+from mcep.dispatch.models import (
+    Event,
+    EventKind,
+    Message,
+    MessageAttempt,
+    MessageKind,
+    MessageState,
+)
 from mcep.dispatch.states import WAITING
 from mcep.errors import NotFound
 
@@ -177,7 +184,7 @@ class ClaimedMessage:
     key for the provider."""
 
     id: uuid.UUID
-    campaign_id: uuid.UUID
+    campaign_id: uuid.UUID | None
     pm_id: uuid.UUID
     prospect_id: uuid.UUID
     variant: str
@@ -187,6 +194,7 @@ class ClaimedMessage:
     failures: int
     content_enc: bytes | None
     lease_expires_at: datetime
+    kind: MessageKind = MessageKind.CAMPAIGN
 
     @property
     def key(self) -> str:
@@ -194,14 +202,15 @@ class ClaimedMessage:
 
 
 def _due(now: datetime, limit: int) -> Select[uuid.UUID]:
-    """Ids of due messages of dispatching campaigns, oldest first, skipping locked rows."""
+    """Ids of due messages of dispatching campaigns (and due notices, which have no campaign),
+    oldest first, skipping locked rows."""
     return (
         select(Message.id)
-        .join(Campaign, Campaign.id == Message.campaign_id)
+        .outerjoin(Campaign, Campaign.id == Message.campaign_id)
         .where(
             Message.state.in_(WAITING),
             Message.next_attempt_at <= now,
-            Campaign.status.in_(DISPATCHING),
+            or_(Campaign.status.in_(DISPATCHING), Message.campaign_id.is_(None)),
         )
         .order_by(Message.next_attempt_at, Message.id)
         .limit(limit)
@@ -249,7 +258,7 @@ async def claim_due(
             attempts=Message.attempts + 1,
             updated_at=now,
         )
-        .returning(*_KEYS, Message.attempts, Message.failures, Message.content_enc)
+        .returning(*_KEYS, Message.attempts, Message.failures, Message.content_enc, Message.kind)
     )
     claimed = sorted(
         (
@@ -259,6 +268,7 @@ async def claim_due(
                 failures=row[8],
                 content_enc=row[9],
                 lease_expires_at=expires,
+                kind=row[10],
             )
             for row in await session.execute(stmt)
         ),

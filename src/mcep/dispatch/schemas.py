@@ -9,12 +9,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from mcep.contacts.models import Channel
-from mcep.dispatch.models import MessageState
+from mcep.dispatch.models import MessageKind, MessageState
 
 
 class MessageOut(BaseModel):
     id: uuid.UUID
-    campaign_id: uuid.UUID
+    kind: MessageKind
+    campaign_id: uuid.UUID | None
+    """``null`` for a notice (an opt-out confirmation), which belongs to no campaign."""
     pm_id: uuid.UUID
     prospect_id: uuid.UUID
     variant: str

@@ -19,7 +19,7 @@ from mcep.contacts.models import Prospect
 from mcep.dispatch import repository
 from mcep.dispatch.content import MessageContent, open_content
 from mcep.dispatch.events import event_row
-from mcep.dispatch.models import EventKind, Message, MessageState
+from mcep.dispatch.models import EventKind, Message, MessageKind, MessageState
 from mcep.dispatch.schemas import (
     AttemptOut,
     EventOut,
@@ -82,22 +82,20 @@ async def replay(
     if message.state is not MessageState.DEAD:
         raise Conflict(f"only a dead message can be replayed; this one is {message.state}")
     prospect = await session.get(Prospect, message.prospect_id)
-    if prospect is None or prospect.opted_out or prospect.erased_at is not None:
-        raise Conflict("the prospect has opted out or was erased; the message can't be replayed")
-    campaign = await session.get(Campaign, message.campaign_id, with_for_update=True)
-    assert campaign is not None
-    if campaign.status is CampaignStatus.CANCELLED:
-        raise Conflict("the campaign was cancelled; its messages can't be replayed")
-    if campaign.status is CampaignStatus.COMPLETED:
-        campaign.status = CampaignStatus.RUNNING
-    profile = (
-        await session.get(EngagementProfile, campaign.profile_id) if campaign.profile_id else None
-    )
-    window = rules_of(profile).window
+    if prospect is None or prospect.erased_at is not None:
+        raise Conflict("the prospect was erased; the message can't be replayed")
+    if message.kind is MessageKind.NOTICE:
+        # A notice (the opt-out confirmation) is owed to the person whatever their opt-out
+        # says, and answers them at once rather than inside a campaign's send window.
+        next_attempt_at = now
+    else:
+        if prospect.opted_out:
+            raise Conflict("the prospect has opted out; the message can't be replayed")
+        next_attempt_at = await _reopen_campaign(session, message, prospect, now=now)
     message.state = move(message.state, MessageState.QUEUED)
     message.failures = 0
     message.lease_owner = message.lease_expires_at = None
-    message.next_attempt_at = next_allowed(now, zone=prospect.timezone, window=window)
+    message.next_attempt_at = next_attempt_at
     message.updated_at = now
     await session.flush()
     await repository.insert_events(session, [event_row(EventKind.REPLAYED, message, at=now)])
@@ -107,6 +105,26 @@ async def replay(
         action="message.replayed",
         object_type="message",
         object_id=str(message.id),
-        details={"pm_id": str(message.pm_id), "campaign_id": str(message.campaign_id)},
+        details={
+            "pm_id": str(message.pm_id),
+            "campaign_id": None if message.campaign_id is None else str(message.campaign_id),
+        },
     )
     return message
+
+
+async def _reopen_campaign(
+    session: AsyncSession, message: Message, prospect: Prospect, *, now: datetime
+) -> datetime:
+    """Check the message's campaign may dispatch again (reopening a completed one) and return
+    the first instant inside the recipient's send window."""
+    campaign = await session.get(Campaign, message.campaign_id, with_for_update=True)
+    assert campaign is not None
+    if campaign.status is CampaignStatus.CANCELLED:
+        raise Conflict("the campaign was cancelled; its messages can't be replayed")
+    if campaign.status is CampaignStatus.COMPLETED:
+        campaign.status = CampaignStatus.RUNNING
+    profile = (
+        await session.get(EngagementProfile, campaign.profile_id) if campaign.profile_id else None
+    )
+    return next_allowed(now, zone=prospect.timezone, window=rules_of(profile).window)
