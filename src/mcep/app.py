@@ -12,6 +12,7 @@ from mcep.auth import api as auth_api
 from mcep.campaigns import api as campaigns_api
 from mcep.contacts import api as contacts_api
 from mcep.dispatch import api as dispatch_api
+from mcep.experiments import api as experiments_api
 from mcep.fleet import api as fleet_api
 from mcep.inbound import api as inbound_api
 from mcep.runtime import Runtime, build_runtime
@@ -49,4 +50,5 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(dispatch_api.router)
     app.include_router(fleet_api.router)
     app.include_router(inbound_api.router)
+    app.include_router(experiments_api.router)
     return app

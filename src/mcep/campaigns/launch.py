@@ -2,8 +2,9 @@
 
 1. Read everything in bulk: the audience, its consents, handles, recent message counts, the
    active devices with their load, and each prospect's last device (stickiness).
-2. Decide per recipient with the pure functions: eligibility (skip reasons), variant,
-   channel, device, and the first instant inside the recipient's send window.
+2. Decide per recipient with the pure functions: eligibility (skip reasons), variant (or,
+   under an experiment, the hold-out or the remainder held for the winner), channel, device,
+   and the first instant inside the recipient's send window.
 3. Render and seal each body under the recipient's own data key. A missing template variable
    fails the whole launch with a 422 naming it: nothing half-launched, no blank in a message.
 4. Write: one INSERT for all messages (per 1,000 rows), one for their events, the campaign's
@@ -42,7 +43,7 @@ from mcep.campaigns.rendering import (
 )
 from mcep.campaigns.rules import ProfileRules, rules_of
 from mcep.campaigns.schemas import LaunchResult, SkippedRecipient
-from mcep.campaigns.variants import WeightedVariant, assign_variant
+from mcep.campaigns.variants import ArmSkip, VariantPlan
 from mcep.channels.base import Platform
 from mcep.contacts import repository as contacts_repository
 from mcep.contacts.crypto import Keyring
@@ -53,6 +54,7 @@ from mcep.dispatch.content import body_digest, seal_content
 from mcep.dispatch.models import EventKind, MessageState
 from mcep.dispatch.windows import next_allowed
 from mcep.errors import Conflict, ValidationFailed
+from mcep.experiments import launching as experiments
 from mcep.fleet import repository as fleet_repository
 from mcep.fleet.allocator import DeviceAllocator
 
@@ -71,7 +73,7 @@ class Planned:
 @dataclass(frozen=True, slots=True)
 class Plan:
     planned: list[Planned]
-    skipped: list[tuple[uuid.UUID, SkipReason]]
+    skipped: list[tuple[uuid.UUID, SkipReason | ArmSkip]]
 
 
 # --- pure planning ---------------------------------------------------------------------------
@@ -83,17 +85,22 @@ def plan_recipient(
     timezone: str,
     rules: ProfileRules,
     allocator: DeviceAllocator,
-    campaign_id: uuid.UUID,
-    variants: Sequence[WeightedVariant],
+    variants: VariantPlan,
     start: datetime,
-) -> Planned | Skipped:
-    """Every decision for one recipient; only the allocator's in-memory load changes."""
+) -> Planned | Skipped | ArmSkip:
+    """Every decision for one recipient; only the allocator's in-memory load changes.
+
+    Eligibility comes before the arm, so who is eligible never depends on the arm.
+    """
     decision = check_recipient(facts, channel_order=rules.channel_order, caps=rules.caps)
     if isinstance(decision, Skipped):
         return decision
     pid = facts.prospect_id
+    choice = variants.choose(pid)
+    if choice.arm is None:
+        return choice.skip
     channel = choose_channel(
-        decision.channels,
+        choice.arm.channels(decision.channels),
         has_sender=lambda c: allocator.has_capacity(Platform(c.value), prospect_id=pid),
     )
     device_id = (
@@ -105,8 +112,10 @@ def plan_recipient(
         prospect_id=pid,
         channel=channel,
         device_id=device_id,
-        variant=assign_variant(campaign_id, pid, variants),
-        next_attempt_at=next_allowed(start, zone=timezone, window=rules.window),
+        variant=choice.arm.name,
+        next_attempt_at=next_allowed(
+            start + choice.arm.send_offset, zone=timezone, window=rules.window
+        ),
     )
 
 
@@ -117,8 +126,7 @@ def plan_launch(
     *,
     rules: ProfileRules,
     allocator: DeviceAllocator,
-    campaign_id: uuid.UUID,
-    variants: Sequence[WeightedVariant],
+    variants: VariantPlan,
     start: datetime,
 ) -> Plan:
     """Each requested prospect ends up either planned or skipped with a reason."""
@@ -132,11 +140,12 @@ def plan_launch(
             timezone=timezones[pid],
             rules=rules,
             allocator=allocator,
-            campaign_id=campaign_id,
             variants=variants,
             start=start,
         )
-        if isinstance(outcome, Skipped):
+        if isinstance(outcome, ArmSkip):
+            plan.skipped.append((pid, outcome))
+        elif isinstance(outcome, Skipped):
             plan.skipped.append((pid, outcome.reason))
         else:
             plan.planned.append(outcome)
@@ -269,12 +278,13 @@ def message_row(
 
 def event_rows(
     messages: Sequence[dict[str, Any]],
-    skipped: Sequence[tuple[uuid.UUID, SkipReason]],
+    skipped: Sequence[tuple[uuid.UUID, SkipReason | ArmSkip]],
     *,
     campaign: Campaign,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """A ``queued`` event per message and a ``skipped`` event per known skipped prospect."""
+    """A ``queued`` event per message and a ``skipped`` event per known skipped prospect
+    (the remainder held for an experiment's winner is not skipped: it is queued later)."""
     keys = ("campaign_id", "variant", "channel", "device_id", "prospect_id", "pm_id")
     queued = [
         {"at": now, "kind": EventKind.QUEUED.value, "message_id": m["id"], "details": {}}
@@ -291,7 +301,8 @@ def event_rows(
             "details": {"reason": reason.value},
         }
         for pid, reason in skipped
-        if reason is not SkipReason.NOT_FOUND  # not this PM's prospect: nothing to log about
+        # not this PM's prospect: nothing to log about
+        if reason is not SkipReason.NOT_FOUND and reason is not ArmSkip.HELD
     ]
     return queued + skips
 
@@ -329,7 +340,12 @@ def _status_after(campaign: Campaign, queued: int, now: datetime | None) -> Camp
 
 
 async def plan_for(
-    session: AsyncSession, principal: Principal, campaign: Campaign, *, now: datetime
+    session: AsyncSession,
+    principal: Principal,
+    campaign: Campaign,
+    *,
+    now: datetime,
+    variants: VariantPlan | None = None,
 ) -> tuple[list[uuid.UUID], dict[uuid.UUID, repository.RecipientRow], Plan]:
     """Read the audience and everything about it in bulk, then decide per recipient."""
     rules = rules_of(await repository.profile_for(session, campaign))
@@ -344,8 +360,7 @@ async def plan_for(
         {pid: row.timezone for pid, row in rows.items()},
         rules=rules,
         allocator=allocator,
-        campaign_id=campaign.id,
-        variants=[WeightedVariant(v.name, v.weight) for v in campaign.variants],
+        variants=variants or await experiments.variant_plan(session, campaign),
         start=max(now, campaign.start_at or now),
     )
     return requested, rows, plan
@@ -390,7 +405,8 @@ async def launch(
     if campaign.status is not CampaignStatus.DRAFT:
         raise Conflict(f"only a draft campaign can be launched; this one is {campaign.status}")
     templates = await compiled_variants(session, principal, campaign)
-    requested, rows, plan = await plan_for(session, principal, campaign, now=now)
+    variants = await experiments.variant_plan(session, campaign)
+    requested, rows, plan = await plan_for(session, principal, campaign, now=now, variants=variants)
     messages = [
         message_row(
             p,
@@ -402,6 +418,8 @@ async def launch(
         )
         for p in plan.planned
     ]
+    held = [pid for pid, reason in plan.skipped if reason is ArmSkip.HELD]
+    experiments.check_renders(held, rows, templates, campaign=campaign, keyring=keyring)
     await dispatch_repository.insert_messages(session, messages)
     await dispatch_repository.insert_events(
         session, event_rows(messages, plan.skipped, campaign=campaign, now=now)
@@ -410,5 +428,13 @@ async def launch(
     campaign.launched_at = now
     await _record(
         session, principal, campaign, launch_result(len(requested), messages, plan, root=root)
+    )
+    await experiments.record_launch(
+        session,
+        variants,
+        queued=[(p.prospect_id, p.variant) for p in plan.planned],
+        skipped=[(pid, reason.value) for pid, reason in plan.skipped],
+        actor=principal.actor,
+        now=now,
     )
     return campaign

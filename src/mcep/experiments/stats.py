@@ -21,6 +21,8 @@ import numpy.typing as npt
 from scipy import special
 from scipy import stats as sps
 
+from mcep.errors import ValidationFailed
+
 FloatArray = npt.NDArray[np.float64]
 Table2x2 = tuple[tuple[int, int], tuple[int, int]]
 
@@ -30,8 +32,8 @@ MIN_EXPECTED_CELL = 5.0
 SRM_THRESHOLD = 0.001
 
 
-class InvalidCounts(ValueError):
-    """Counts that cannot describe a real experiment arm."""
+class InvalidCounts(ValidationFailed, ValueError):
+    """Counts that cannot describe a real experiment arm (a 422 wherever it reaches the API)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mcep.experiments.tasks import ExperimentsJob
 from mcep.inbound.tasks import SignalReceiverJob
 from mcep.worker.base import Job
 
 JOBS: dict[str, Callable[[], Job]] = {}
 JOBS["signal-receiver"] = SignalReceiverJob
+JOBS["experiments"] = ExperimentsJob

@@ -271,3 +271,44 @@ CASES += [
     Case("PATCH", DV + "/{device_id}", admin_only(200), _device, body=lambda: {"daily_quota": 50}),
     Case("DELETE", DV + "/{device_id}", admin_only(204), _device),
 ]
+
+
+# --- experiments ---------------------------------------------------------------------------
+
+
+async def _experiment_campaign(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    prospects = await builders.add_prospects(runtime, owner, 2)
+    _LATEST["campaign_id"] = str(
+        await builders.add_campaign(runtime, owner, prospect_ids=prospects)
+    )
+    _LATEST["arm_templates"] = ",".join(
+        [str(await builders.add_template(runtime, owner)) for _ in range(2)]
+    )
+    return {}
+
+
+def _new_experiment() -> dict[str, Any]:
+    a, b = _LATEST["arm_templates"].split(",")
+    return {
+        "campaign_id": _LATEST["campaign_id"],
+        "variants": [{"name": "a", "template_id": a}, {"name": "b", "template_id": b}],
+    }
+
+
+async def _draft_experiment(runtime: Runtime, owner: Actor) -> dict[str, str]:
+    from tests.integration.experiments.builders import add_experiment
+
+    prospects = await builders.add_prospects(runtime, owner, 2)
+    _, experiment_id = await add_experiment(runtime, owner, prospects)
+    return {"experiment_id": str(experiment_id)}
+
+
+X = "/api/v1/experiments"
+CASES += [
+    Case("GET", X, pm_list()),
+    # Another PM can't put an experiment on my campaign: a 422 on that field.
+    Case("POST", X, {**pm_create(), "other_pm": 422}, _experiment_campaign, body=_new_experiment),
+    Case("GET", X + "/{experiment_id}", owned(200, compliance=200), _draft_experiment),
+    Case("DELETE", X + "/{experiment_id}", owned(204), _draft_experiment),
+    Case("GET", X + "/{experiment_id}/results", owned(200, compliance=200), _draft_experiment),
+]
