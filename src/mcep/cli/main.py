@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mcep.cli import audit_cmd, db_cmd, import_cmd, serve_cmd, users_cmd
+from mcep.cli import audit_cmd, db_cmd, import_cmd, serve_cmd, users_cmd, worker_cmd
 from mcep.experiments import cli as experiments_cli
 from mcep.sandbox import cli as sandbox_cli
 
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve_cmd.serve)
+app.command("worker")(worker_cmd.worker)
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(users_cmd.app, name="users")
 app.add_typer(import_cmd.app, name="import")

@@ -29,6 +29,7 @@ from mcep.channels.base import (
 )
 from mcep.contacts.crypto import Keyring
 from mcep.contacts.models import Channel, Prospect, ProspectHandle
+from mcep.dispatch import notices
 from mcep.dispatch import repository as dispatch_repository
 from mcep.dispatch.content import body_digest
 from mcep.dispatch.events import event_rows
@@ -96,8 +97,10 @@ async def ingest(
         session, channel, inbound, keyring=keyring, now=now, devices=devices or {}, result=result
     )
     provider_opt_outs = [e for e in fresh if isinstance(e, OptOutEvent)]
-    stops.update(await _opt_out_senders(session, channel, provider_opt_outs, keyring=keyring))
-    await _opt_out(session, channel, stops, now=now, result=result)
+    blocked = await _opt_out_senders(session, channel, provider_opt_outs, keyring=keyring)
+    await _opt_out(
+        session, channel, stops | blocked, confirm=stops, keyring=keyring, now=now, result=result
+    )
     await _mark_seen(session, channel, fresh, now=now)
     return result
 
@@ -370,10 +373,17 @@ async def _opt_out(
     channel: Channel,
     prospect_ids: set[uuid.UUID],
     *,
+    confirm: set[uuid.UUID],
+    keyring: Keyring,
     now: datetime,
     result: IngestResult,
 ) -> None:
-    """Global opt-out: flag the prospects, cancel their queued messages, log and audit it."""
+    """Global opt-out: flag the prospects, cancel their queued messages, log and audit it.
+
+    Whoever asked (``confirm``: they wrote a stop request) gets one confirmation, queued in the
+    outbox on the channel and device they wrote to; a provider-reported opt-out (a block) gets
+    none. Only a prospect's first opt-out confirms, so a repeated STOP queues nothing.
+    """
     if not prospect_ids:
         return
     newly = (
@@ -408,3 +418,28 @@ async def _opt_out(
         )
         result.opted_out.append(prospect_id)
     await session.flush()
+    asked = sorted((pid, pm_id) for pid, pm_id in newly if pid in confirm)
+    devices = await _stop_devices(session, channel, [pid for pid, _ in asked])
+    confirmations = [
+        notices.opt_out_confirmation(pid, pm_id, channel, devices.get(pid)) for pid, pm_id in asked
+    ]
+    await notices.enqueue(session, confirmations, keyring=keyring, now=now)
+
+
+async def _stop_devices(
+    session: AsyncSession, channel: Channel, prospect_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The device each prospect sent their stop request to (the latest, if several)."""
+    if not prospect_ids:
+        return {}
+    rows = await session.execute(
+        select(InboundRow.prospect_id, InboundRow.device_id)
+        .where(
+            InboundRow.prospect_id.in_(prospect_ids),
+            InboundRow.channel == channel,
+            InboundRow.is_stop.is_(True),
+            InboundRow.device_id.is_not(None),
+        )
+        .order_by(InboundRow.at)
+    )
+    return {pid: device_id for pid, device_id in rows if pid is not None and device_id is not None}

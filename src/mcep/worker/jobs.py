@@ -8,9 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mcep.experiments.tasks import ExperimentsJob
+from mcep.dispatch.worker import DispatchJob, LeaseSweeperJob
 from mcep.inbound.tasks import SignalReceiverJob
 from mcep.worker.base import Job
 
 JOBS: dict[str, Callable[[], Job]] = {}
 JOBS["signal-receiver"] = SignalReceiverJob
 JOBS["experiments"] = ExperimentsJob
+JOBS["dispatch"] = DispatchJob
+JOBS["leases"] = LeaseSweeperJob

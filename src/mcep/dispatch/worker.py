@@ -1,0 +1,373 @@
+"""The dispatch worker: claim due messages in batches, send them, record what happened.
+
+One batch is three transactions:
+
+1. claim up to ``batch`` due messages with a lease and read what their sends need (the
+   recipients, consents, devices, retry rules, WhatsApp windows); commit, so the lease holds;
+2. no transaction while the provider calls run, concurrently up to ``concurrency``, each
+   after the rate limits said yes (a message that must wait goes back in line, due when the
+   limit frees up, without counting as a failure);
+3. record every outcome set-based (see :mod:`mcep.dispatch.recording`), report refused devices
+   to the fleet and move their messages to other devices, opt out whoever the provider says
+   opted out; commit. Then campaigns with nothing left waiting or in flight are completed.
+
+A worker that dies between 1 and 3 leaves its messages leased; the ``leases`` job puts them
+back in line when the lease runs out, with a new attempt number. A provider that accepted a
+send just before the worker died will see that message again: the only duplicates possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from limits.aio.strategies import MovingWindowRateLimiter, RateLimiter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mcep.channels.base import Platform, RetryLater
+from mcep.contacts.crypto import DataKey
+from mcep.dispatch import recording, repository
+from mcep.dispatch.models import MessageKind, MessageState
+from mcep.dispatch.outcomes import (
+    Decision,
+    Deferred,
+    NeedsDevice,
+    Refused,
+    decide,
+    spread,
+    without_device,
+)
+from mcep.dispatch.repository import ClaimedMessage
+from mcep.dispatch.sending import (
+    BatchFacts,
+    Prepared,
+    Sent,
+    TokenCache,
+    load_facts,
+    prepare,
+    send_prepared,
+)
+from mcep.dispatch.windows import next_allowed
+from mcep.worker.base import WorkerContext, every
+
+log = logging.getLogger(__name__)
+ACTOR = "worker:dispatch"
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchOptions:
+    """How a dispatch worker works; the defaults suit one process on the embedded default."""
+
+    batch: int = 500
+    concurrency: int = 100
+    lease: timedelta = timedelta(minutes=5)
+    """Longer than a batch can take (the slowest provider answers within ``send_timeout``)."""
+    send_timeout: float | None = None
+    """Seconds one provider call may take; by default a third of the lease."""
+    idle_interval: float = 0.5
+    pm_limit: str | None = None
+    """A cap on every PM's sends (``limits`` notation, e.g. ``"600/minute"``)."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.concurrency < 1:
+            raise ValueError("batch and concurrency must be at least 1")
+        if self.lease <= timedelta(0):
+            raise ValueError("the lease must be positive")
+
+    @property
+    def timeout(self) -> float:
+        return self.send_timeout or self.lease.total_seconds() / 3
+
+
+@dataclass
+class BatchReport:
+    """What one batch did (for logs, tests and benchmarks)."""
+
+    claimed: int = 0
+    states: dict[MessageState, int] = field(default_factory=dict)
+    stale: int = 0
+    """Outcomes not written because the lease had passed to another attempt."""
+    devices_reported: list[uuid.UUID] = field(default_factory=list)
+    opted_out: list[uuid.UUID] = field(default_factory=list)
+    completed: list[uuid.UUID] = field(default_factory=list)
+
+
+class Dispatcher:
+    """One worker's batches: :meth:`run_batch` claims, sends and records one batch."""
+
+    def __init__(
+        self,
+        context: WorkerContext,
+        options: DispatchOptions | None = None,
+        *,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.context = context
+        self.options = options or DispatchOptions()
+        self.limiter = limiter or MovingWindowRateLimiter(context.runtime.limiter_storage)
+        self.tokens = TokenCache(context.runtime.keyring)
+        self.gate = asyncio.Semaphore(self.options.concurrency)
+
+    async def step(self) -> int:
+        """One batch; how many messages it claimed (``every`` loops at once while busy)."""
+        return (await self.run_batch()).claimed
+
+    async def run_batch(self) -> BatchReport:
+        claimed, facts = await self._claim()
+        if not claimed:
+            return BatchReport()
+        keys: dict[uuid.UUID, DataKey] = {}
+        runtime = self.context.runtime
+        early: list[Decision] = []
+        ready: list[Prepared] = []
+        for message in claimed:
+            prepared = prepare(
+                message, facts, keyring=runtime.keyring, pm_limit=self.options.pm_limit, keys=keys
+            )
+            if isinstance(prepared, Prepared):
+                ready.append(prepared)
+            else:
+                early.append(self._decide(message, prepared, facts))
+        sent = await asyncio.gather(*(self._send(p) for p in ready))
+        decisions = early + self._decisions(sent, facts)
+        report = await self._record(claimed, decisions, facts)
+        report.claimed = len(claimed)
+        return report
+
+    # --- 1. claim ------------------------------------------------------------------------
+
+    async def _claim(self) -> tuple[list[ClaimedMessage], BatchFacts]:
+        now = self.context.clock()
+        async with self.context.runtime.sessions() as session, session.begin():
+            claimed = await repository.claim_due(
+                session,
+                owner=self.context.owner,
+                now=now,
+                lease=self.options.lease,
+                limit=self.options.batch,
+            )
+            if not claimed:
+                return [], BatchFacts()
+            facts = await load_facts(session, claimed, tokens=self.tokens, now=now)
+        return claimed, facts
+
+    # --- 2. send -------------------------------------------------------------------------
+
+    async def _send(self, prepared: Prepared) -> Sent:
+        adapter = self.context.adapters.get(Platform(prepared.claimed.channel.value))
+        if adapter is None:
+            reason = f"this worker has no {prepared.claimed.channel.value} adapter"
+            return Sent(prepared, RetryLater(reason=reason, code="no_adapter"))
+        async with self.gate:
+            return await send_prepared(
+                prepared,
+                adapter,
+                self.limiter,
+                clock=self.context.clock,
+                send_timeout=self.options.timeout,
+            )
+
+    def _decide(
+        self, message: ClaimedMessage, attempted: Refused | NeedsDevice, facts: BatchFacts
+    ) -> Decision:
+        decision = decide(
+            attempted,
+            message_id=message.id,
+            attempt=message.attempt,
+            failures=message.failures,
+            policy=facts.rules_for(message.campaign_id).retry,
+            now=self.context.clock(),
+        )
+        return self._in_window(message, decision, facts)
+
+    def _decisions(self, sent: Sequence[Sent], facts: BatchFacts) -> list[Decision]:
+        """Decide each send; deferred ones are spaced out at their device's rate."""
+        decisions = []
+        position: dict[str | None, int] = defaultdict(int)
+        for item in sorted(sent, key=lambda s: s.prepared.claimed.id):
+            message = item.prepared.claimed
+            decision = decide(
+                item.attempted,
+                message_id=message.id,
+                attempt=message.attempt,
+                failures=message.failures,
+                policy=facts.rules_for(message.campaign_id).retry,
+                now=self.context.clock(),
+                template=item.template,
+            )
+            if isinstance(item.attempted, Deferred) and decision.next_attempt_at is not None:
+                limit = item.prepared.checks[0].item
+                device = item.prepared.device.id
+                decision = replace(
+                    decision,
+                    next_attempt_at=spread(
+                        decision.next_attempt_at,
+                        position=position[device],
+                        per_second=limit.amount / limit.get_expiry(),
+                    ),
+                )
+                position[device] += 1
+            decisions.append(self._in_window(message, decision, facts))
+        return decisions
+
+    def _in_window(
+        self, message: ClaimedMessage, decision: Decision, facts: BatchFacts
+    ) -> Decision:
+        """A campaign message waits for its recipient's send window; a notice never waits."""
+        at = decision.next_attempt_at
+        recipient = facts.recipients.get(message.prospect_id)
+        if (
+            at is None
+            or message.kind is MessageKind.NOTICE
+            or recipient is None
+            or decision.state not in (MessageState.RETRY_SCHEDULED, MessageState.QUEUED)
+        ):
+            return decision
+        window = facts.rules_for(message.campaign_id).window
+        return replace(
+            decision, next_attempt_at=next_allowed(at, zone=recipient.timezone, window=window)
+        )
+
+    # --- 3. record -----------------------------------------------------------------------
+
+    async def _record(
+        self, claimed: Sequence[ClaimedMessage], decisions: list[Decision], facts: BatchFacts
+    ) -> BatchReport:
+        report = BatchReport()
+        by_id = {m.id: m for m in claimed}
+        now = self.context.clock()
+        owner = self.context.owner
+        async with self.context.runtime.sessions() as session, session.begin():
+            before = await recording.lock_owned(session, list(by_id), owner=owner)
+            current = [d for d in decisions if before.get(d.message_id, (None, -1))[1] == d.attempt]
+            report.stale = len(decisions) - len(current)
+            reports = _device_reports(current, by_id)
+            report.devices_reported = await recording.report_devices(
+                session, reports, actor=ACTOR, now=now
+            )
+            current = await self._reallocate(session, current, by_id, facts, now=now)
+            changed = await recording.apply_decisions(session, current, owner=owner, now=now)
+            await recording.close_attempts(session, current, now=now)
+            chosen = {d.message_id: d for d in current}
+            events = recording.outcome_events(changed, chosen, before, now=now)
+            await repository.insert_events(session, events)
+            opted = {
+                by_id[d.message_id].prospect_id: by_id[d.message_id].channel.value
+                for d in current
+                if d.opt_out
+            }
+            report.opted_out = await recording.opt_out(session, opted, actor=ACTOR, now=now)
+        for decision in current:
+            report.states[decision.state] = report.states.get(decision.state, 0) + 1
+        campaigns = {m.campaign_id for m in claimed if m.campaign_id is not None}
+        if campaigns:
+            async with self.context.runtime.sessions() as session, session.begin():
+                report.completed = await recording.complete_campaigns(
+                    session, campaigns, now=self.context.clock()
+                )
+        return report
+
+    async def _reallocate(
+        self,
+        session: AsyncSession,
+        decisions: list[Decision],
+        by_id: dict[uuid.UUID, ClaimedMessage],
+        facts: BatchFacts,
+        *,
+        now: datetime,
+    ) -> list[Decision]:
+        """Another device for each message that needs one; without one, retry later."""
+        wanted = [d for d in decisions if d.reallocate]
+        if not wanted:
+            return decisions
+        allocator = await recording.allocator(session, now=now)
+        chosen = recording.reallocate(
+            allocator,
+            [
+                (d.message_id, by_id[d.message_id].channel.value, by_id[d.message_id].prospect_id)
+                for d in wanted
+            ],
+        )
+        moved = []
+        for decision in decisions:
+            if not decision.reallocate:
+                moved.append(decision)
+                continue
+            message = by_id[decision.message_id]
+            device = chosen.get(decision.message_id)
+            if device is None:
+                decision = without_device(
+                    decision,
+                    platform=message.channel.value,
+                    policy=facts.rules_for(message.campaign_id).retry,
+                    now=now,
+                )
+                moved.append(self._in_window(message, decision, facts))
+            else:
+                moved.append(replace(decision, device_id=device, reallocate=False))
+        return moved
+
+
+def _device_reports(
+    decisions: Sequence[Decision], by_id: dict[uuid.UUID, ClaimedMessage]
+) -> list[recording.DeviceReport]:
+    reports = []
+    for decision in decisions:
+        device_id = by_id[decision.message_id].device_id
+        if decision.device_report is not None and device_id is not None:
+            reports.append(
+                recording.DeviceReport(
+                    device_id, decision.device_report, decision.reason or "", decision.code
+                )
+            )
+    return reports
+
+
+class DispatchJob:
+    """The ``dispatch`` job: batches back to back while there is work, a short nap when not."""
+
+    name = "dispatch"
+
+    def __init__(
+        self, options: DispatchOptions | None = None, *, limiter: RateLimiter | None = None
+    ) -> None:
+        self.options = options or DispatchOptions()
+        self.limiter = limiter
+
+    async def run(self, context: WorkerContext, stop: asyncio.Event) -> None:
+        dispatcher = Dispatcher(context, self.options, limiter=self.limiter)
+        await every(self.options.idle_interval, stop, dispatcher.step, name=self.name)
+
+
+class LeaseSweeperJob:
+    """The ``leases`` job: puts messages whose worker died back in line, and completes
+    campaigns whose last messages were cancelled rather than sent (nothing else would)."""
+
+    name = "leases"
+
+    def __init__(self, interval: float = 5.0, *, completion_every: int = 6) -> None:
+        self.interval = interval
+        self.completion_every = completion_every
+        self._ticks = 0
+
+    async def run(self, context: WorkerContext, stop: asyncio.Event) -> None:
+        async def step() -> int:
+            return await self.sweep(context)
+
+        await every(self.interval, stop, step, name=self.name)
+
+    async def sweep(self, context: WorkerContext) -> int:
+        """Release one round of expired leases (and, every few rounds, complete campaigns)."""
+        runtime = context.runtime
+        async with runtime.sessions() as session, session.begin():
+            released = await repository.release_expired(session, now=context.clock())
+        if self._ticks % self.completion_every == 0:
+            async with runtime.sessions() as session, session.begin():
+                await recording.complete_campaigns(session, None, now=context.clock())
+        self._ticks += 1
+        return released
