@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mcep.experiments.tasks import ExperimentsJob
 from mcep.dispatch.worker import DispatchJob, LeaseSweeperJob
+from mcep.experiments.tasks import ExperimentsJob
 from mcep.inbound.tasks import SignalReceiverJob
 from mcep.worker.base import Job
 
