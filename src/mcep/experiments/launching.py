@@ -21,7 +21,7 @@ from mcep.campaigns.repository import RecipientRow
 from mcep.campaigns.variants import ArmSettings, ArmSkip, VariantPlan, WeightedVariant
 from mcep.contacts.crypto import Keyring
 from mcep.contacts.models import Channel
-from mcep.errors import ValidationFailed
+from mcep.errors import Conflict, ValidationFailed
 from mcep.experiments import repository
 from mcep.experiments.design import Cohort, ExperimentStatus, Mode
 from mcep.experiments.models import Experiment, ExperimentArm
@@ -104,25 +104,16 @@ async def record_launch(
         return
     experiment = await session.get(Experiment, variants.experiment_id, with_for_update=True)
     assert experiment is not None
-    cohorts = {ArmSkip.HOLDOUT.value: Cohort.HOLDOUT, ArmSkip.HELD.value: Cohort.REMAINDER}
     rows = [_assignment(experiment.id, pid, Cohort.TEST, arm, now) for pid, arm in queued]
     rows += [
-        _assignment(experiment.id, pid, cohorts[reason], None, now)
+        _assignment(experiment.id, pid, _HELD[reason], None, now)
         for pid, reason in skipped
-        if reason in cohorts
+        if reason in _HELD
     ]
     await repository.insert_assignments(session, rows)
-    start = now
-    campaign = await session.get(Campaign, experiment.campaign_id)
-    if campaign is not None and campaign.start_at is not None:
-        start = max(now, campaign.start_at)
-    experiment.status = ExperimentStatus.RUNNING
-    experiment.launched_at = now
-    if experiment.deadline is None and experiment.deadline_hours is not None:
-        experiment.deadline = start + timedelta(hours=experiment.deadline_hours)
-    await session.flush()
+    await _start(session, experiment, now=now)
     groups = Counter(arm for _, arm in queued)
-    groups.update(cohorts[reason].value for _, reason in skipped if reason in cohorts)
+    groups.update(_HELD[reason].value for _, reason in skipped if reason in _HELD)
     await audit.append(
         session,
         actor=actor,
@@ -136,6 +127,25 @@ async def record_launch(
             "deadline": experiment.deadline.isoformat() if experiment.deadline else None,
         },
     )
+
+
+_HELD = {ArmSkip.HOLDOUT.value: Cohort.HOLDOUT, ArmSkip.HELD.value: Cohort.REMAINDER}
+
+
+async def _start(session: AsyncSession, experiment: Experiment, *, now: datetime) -> None:
+    """Running from now; a test phase given as a duration ends that long after the start."""
+    campaign = await session.get(Campaign, experiment.campaign_id)
+    start = max(now, campaign.start_at or now) if campaign is not None else now
+    if experiment.deadline is None and experiment.deadline_hours is not None:
+        experiment.deadline = start + timedelta(hours=experiment.deadline_hours)
+    if experiment.deadline is not None and experiment.deadline <= start:
+        raise Conflict(
+            f"the experiment's deadline ({experiment.deadline.isoformat()}) is before the "
+            "campaign starts: move it before launching"
+        )
+    experiment.status = ExperimentStatus.RUNNING
+    experiment.launched_at = now
+    await session.flush()
 
 
 def _assignment(

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import Subquery, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mcep.auth.principal import Principal, scope_to_owner
@@ -86,15 +86,33 @@ async def group_counts(
     """
     if experiment.launched_at is None:
         return ExperimentCounts()
+    p = _per_prospect(experiment, experiment.launched_at, now).c
+    gate = case((p.cohort == Cohort.HOLDOUT, 1), else_=p.sent)
+    stmt = select(
+        p.cohort,
+        p.arm,
+        func.count(),
+        func.sum(p.sent),
+        *(func.sum(gate * p[kind]) for kind in _OUTCOMES),
+    ).group_by(p.cohort, p.arm)
+    return _counts_of(await session.execute(stmt))
+
+
+def _per_prospect(experiment: Experiment, since: datetime, now: datetime) -> Subquery:
+    """One row per assigned prospect: its group and a 0/1 flag per outcome.
+
+    A campaign's own outcomes (sent, read, replied) count from that campaign's events; the
+    hold-out was sent nothing, so any reply counts for it. Opt-outs and qualification are the
+    prospect's, whatever led to them.
+    """
     a, e = ExperimentAssignment, Event
-    holdout = a.cohort == Cohort.HOLDOUT
-    own_message = or_(e.campaign_id == experiment.campaign_id, holdout)
+    own_message = or_(e.campaign_id == experiment.campaign_id, a.cohort == Cohort.HOLDOUT)
 
     def flag(kind: str, scope: Any = None) -> Any:
         hit = e.kind == kind if scope is None else and_(e.kind == kind, scope)
         return func.max(case((hit, 1), else_=0)).label(kind)
 
-    per_prospect = (
+    return (
         select(
             a.cohort,
             a.arm,
@@ -107,7 +125,7 @@ async def group_counts(
             and_(
                 e.prospect_id == a.prospect_id,
                 e.kind.in_(_CAMPAIGN_KINDS + _PROSPECT_KINDS),
-                e.at >= experiment.launched_at,
+                e.at >= since,
                 e.at <= now,
             ),
         )
@@ -115,16 +133,6 @@ async def group_counts(
         .group_by(a.prospect_id, a.cohort, a.arm)
         .subquery()
     )
-    p = per_prospect.c
-    gate = case((p.cohort == Cohort.HOLDOUT, 1), else_=p.sent)
-    stmt = select(
-        p.cohort,
-        p.arm,
-        func.count(),
-        func.sum(p.sent),
-        *(func.sum(gate * p[kind]) for kind in _OUTCOMES),
-    ).group_by(p.cohort, p.arm)
-    return _counts_of(await session.execute(stmt))
 
 
 def _counts_of(rows: Iterable[Any]) -> ExperimentCounts:

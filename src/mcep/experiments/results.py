@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from mcep.experiments.analysis import Comparison, analyze
 from mcep.experiments.decision import ArmEvidence, ArmTally, Continue, Decision, NoWinner
-from mcep.experiments.design import ExperimentDesign, ExperimentStatus, Metric, Mode
+from mcep.experiments.design import ExperimentDesign, ExperimentStatus, Metric
 from mcep.experiments.schemas import (
     ArmEvidenceOut,
     ArmResult,
@@ -326,10 +326,6 @@ def _evidence(evidence: ArmEvidence, metric: Metric) -> ArmEvidenceOut:
         p_value=evidence.p_value,
         likelihood_ratio=_finite(evidence.likelihood_ratio),
     )
-
-
-def needs_decision(design: ExperimentDesign) -> bool:
-    return design.mode is Mode.TEST_THEN_SEND
 
 
 # --- value helpers -------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from mcep.auth.principal import Principal
 from mcep.campaigns import launch
 from mcep.campaigns import repository as campaigns_repository
 from mcep.campaigns.models import Campaign, CampaignStatus
+from mcep.campaigns.repository import RecipientRow
 from mcep.campaigns.rules import rules_of
 from mcep.campaigns.variants import VariantPlan
 from mcep.contacts.crypto import Keyring
@@ -75,6 +76,48 @@ async def release(
     if not prospect_ids:
         return Release()
     principal = acting_for(campaign.pm_id)
+    rows, plan = await _plan(session, principal, campaign, prospect_ids, variants, now=now)
+    templates = await launch.compiled_variants(session, principal, campaign)
+    messages, unrenderable = [], []
+    for item in plan.planned:
+        try:
+            template = templates[item.variant]
+            row = rows[item.prospect_id]
+            messages.append(
+                launch.message_row(item, row, template, campaign=campaign, keyring=keyring, now=now)
+            )
+        except ValidationFailed:
+            # The launch checked every arm renders for everyone held; an attribute removed
+            # since then skips that one recipient, rather than failing every later release.
+            unrenderable.append(item.prospect_id)
+    await dispatch_repository.insert_messages(session, messages)
+    events = launch.event_rows(messages, plan.skipped, campaign=campaign, now=now)
+    events += [_render_failed(campaign, pid, now) for pid in unrenderable]
+    await dispatch_repository.insert_events(session, events)
+    outcomes = _outcomes(messages, plan, unrenderable, variants)
+    await repository.mark_released(session, experiment_id, outcomes, now=now)
+    if messages and campaign.status is CampaignStatus.COMPLETED:
+        campaign.status = CampaignStatus.RUNNING  # its test messages were all done already
+    await session.flush()
+    skipped = Counter(outcome for _, outcome in outcomes.values() if outcome != QUEUED)
+    return Release(
+        queued=len(messages),
+        skipped=dict(sorted(skipped.items())),
+        by_arm=dict(sorted(Counter(m["variant"] for m in messages).items())),
+        merkle_root=merkle_root(sorted(m["id"].bytes for m in messages)),
+    )
+
+
+async def _plan(
+    session: AsyncSession,
+    principal: Principal,
+    campaign: Campaign,
+    prospect_ids: Sequence[uuid.UUID],
+    variants: VariantPlan,
+    *,
+    now: datetime,
+) -> tuple[dict[uuid.UUID, RecipientRow], launch.Plan]:
+    """The launch's reads and decisions, for these prospects only and as of now."""
     rules = rules_of(await campaigns_repository.profile_for(session, campaign))
     rows, facts = await launch.gather_facts(session, principal, prospect_ids, now=now)
     allocator = await launch.build_allocator(
@@ -89,28 +132,16 @@ async def release(
         variants=variants,
         start=max(now, campaign.start_at or now),
     )
-    templates = await launch.compiled_variants(session, principal, campaign)
-    messages, unrenderable = [], []
-    for item in plan.planned:
-        try:
-            row = launch.message_row(
-                item,
-                rows[item.prospect_id],
-                templates[item.variant],
-                campaign=campaign,
-                keyring=keyring,
-                now=now,
-            )
-        except ValidationFailed:
-            # The launch checked every arm renders for everyone held; an attribute removed
-            # since then skips that one recipient, rather than failing every later release.
-            unrenderable.append(item.prospect_id)
-            continue
-        messages.append(row)
-    await dispatch_repository.insert_messages(session, messages)
-    events = launch.event_rows(messages, plan.skipped, campaign=campaign, now=now)
-    events += [_render_failed(campaign, pid, now) for pid in unrenderable]
-    await dispatch_repository.insert_events(session, events)
+    return rows, plan
+
+
+def _outcomes(
+    messages: Sequence[dict[str, Any]],
+    plan: launch.Plan,
+    unrenderable: Sequence[uuid.UUID],
+    variants: VariantPlan,
+) -> dict[uuid.UUID, tuple[str | None, str]]:
+    """Each released prospect's arm and what became of it."""
     outcomes: dict[uuid.UUID, tuple[str | None, str]] = {
         m["prospect_id"]: (m["variant"], QUEUED) for m in messages
     }
@@ -118,17 +149,7 @@ async def release(
         outcomes[pid] = (_arm_of(variants, pid), reason.value)
     for pid in unrenderable:
         outcomes[pid] = (_arm_of(variants, pid), RENDER_FAILED)
-    await repository.mark_released(session, experiment_id, outcomes, now=now)
-    if messages and campaign.status is CampaignStatus.COMPLETED:
-        campaign.status = CampaignStatus.RUNNING  # its test messages were all done already
-    await session.flush()
-    skipped = Counter(outcome for _, outcome in outcomes.values() if outcome != QUEUED)
-    return Release(
-        queued=len(messages),
-        skipped=dict(sorted(skipped.items())),
-        by_arm=dict(sorted(Counter(m["variant"] for m in messages).items())),
-        merkle_root=merkle_root(sorted(m["id"].bytes for m in messages)),
-    )
+    return outcomes
 
 
 def _arm_of(variants: VariantPlan, prospect_id: uuid.UUID) -> str | None:

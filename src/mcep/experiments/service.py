@@ -142,9 +142,23 @@ async def create_experiment(
     for i, arm in enumerate(data.variants):
         if arm.template_id not in found:
             raise ValidationFailed.of(f"variants.{i}.template_id", "no such template")
+    experiment = _new_experiment(data, campaign, pm_id=pm_id)
+    # The campaign shows, and its launch renders, exactly the experiment's arms.
+    campaign.variants = [
+        CampaignVariant(name=a.name, template_id=a.template_id, weight=a.weight)
+        for a in experiment.arms
+    ]
+    session.add(experiment)
+    await session.flush()
+    await _audit(session, principal.actor, "experiment.created", experiment, mode=data.mode.value)
+    return experiment
+
+
+def _new_experiment(data: ExperimentCreate, campaign: Campaign, *, pm_id: uuid.UUID) -> Experiment:
     arms = _arms(data)
     thompson = data.mode is Mode.THOMPSON
-    experiment = Experiment(
+    min_share = data.min_share if data.min_share is not None else DEFAULT_MIN_SHARE
+    return Experiment(
         pm_id=pm_id,
         campaign_id=campaign.id,
         name=data.name or f"{campaign.name} experiment",
@@ -159,21 +173,11 @@ async def create_experiment(
         deadline=data.deadline,
         deadline_hours=data.deadline_hours,
         fallback=data.fallback,
-        min_share=(data.min_share if data.min_share is not None else DEFAULT_MIN_SHARE)
-        if thompson
-        else None,
+        min_share=min_share if thompson else None,
         batch_minutes=(data.batch_minutes or DEFAULT_BATCH_MINUTES) if thompson else None,
         decision={},
         arms=arms,
     )
-    # The campaign shows, and its launch renders, exactly the experiment's arms.
-    campaign.variants = [
-        CampaignVariant(name=a.name, template_id=a.template_id, weight=a.weight) for a in arms
-    ]
-    session.add(experiment)
-    await session.flush()
-    await _audit(session, principal.actor, "experiment.created", experiment, mode=data.mode.value)
-    return experiment
 
 
 async def delete_experiment(

@@ -17,7 +17,7 @@ from mcep.campaigns.variants import ArmSettings, VariantPlan, WeightedVariant, a
 from mcep.channels.base import Platform
 from mcep.contacts.models import Channel
 from mcep.dispatch.models import Event, Message
-from mcep.errors import ValidationFailed
+from mcep.errors import Conflict, ValidationFailed
 from mcep.experiments.design import Cohort, ExperimentStatus
 from mcep.runtime import Runtime
 from tests.conftest import Actor, make_actor
@@ -201,3 +201,24 @@ async def test_a_campaign_without_experiment_still_hashes_on_its_own_id(
     arms = [WeightedVariant("a"), WeightedVariant("b")]
     for m in await messages(runtime, campaign_id):
         assert m.variant == assign_variant(campaign_id, m.prospect_id, arms)
+
+
+async def test_a_deadline_already_past_at_launch_refuses_the_launch(
+    runtime: Runtime, actors: dict[str, Actor]
+) -> None:
+    pm = actors["pm"]
+    await add_device(runtime)
+    prospects = await add_prospects(runtime, pm, 10)
+    deadline = LAUNCH + timedelta(hours=1)
+    campaign_id, experiment_id = await add_experiment(
+        runtime,
+        pm,
+        prospects,
+        mode="test_then_send",
+        test_fraction=0.5,
+        deadline=deadline.isoformat(),
+    )
+    with pytest.raises(Conflict, match="deadline"):
+        await launch_campaign(runtime, pm, campaign_id, now=deadline + timedelta(minutes=1))
+    assert await messages(runtime, campaign_id) == []
+    assert (await experiment(runtime, experiment_id)).status is ExperimentStatus.DRAFT
