@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from mcep.cli import audit_cmd, db_cmd, import_cmd, serve_cmd, users_cmd, worker_cmd
+from mcep.cli import (
+    audit_cmd,
+    db_cmd,
+    demo_cmd,
+    import_cmd,
+    serve_cmd,
+    users_cmd,
+    worker_cmd,
+)
 from mcep.experiments import cli as experiments_cli
 from mcep.sandbox import cli as sandbox_cli
 
@@ -14,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command("demo")(demo_cmd.demo)
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(worker_cmd.worker)
 app.add_typer(db_cmd.app, name="db")

@@ -1,0 +1,1 @@
+"""``mcep demo``: the whole platform on the embedded default, against the sandbox."""
