@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from mcep.experiments.analysis import Comparison, analyze
 from mcep.experiments.decision import ArmEvidence, ArmTally, Continue, Decision, NoWinner
-from mcep.experiments.design import ExperimentDesign, ExperimentStatus, Metric
+from mcep.experiments.design import ExperimentDesign, ExperimentStatus, Metric, Mode
 from mcep.experiments.schemas import (
     ArmEvidenceOut,
     ArmResult,
@@ -114,6 +114,17 @@ def build_results(
     """Every number the results page shows, from the counts alone."""
     notes: list[str] = []
     comparisons = _comparisons(design, counts, notes)
+    srm = _srm(design, counts)
+    if srm is not None and srm.mismatch:
+        notes.append(
+            "sample ratio mismatch: the groups' sizes are not what the design assigns, so "
+            "assignment or delivery is broken and every other number here is suspect"
+        )
+    if design.mode is Mode.THOMPSON:
+        notes.append(
+            "comparisons use the test cohort, which was split by fixed weights; the batches "
+            "after it were allocated adaptively and are counted under rollout"
+        )
     return ExperimentResults(
         experiment_id=experiment_id,
         status=status,
@@ -126,7 +137,7 @@ def build_results(
         comparisons=comparisons,
         holdout=_holdout(design, counts) if design.holdout > 0 else None,
         lift_vs_holdout=_holdout_lifts(design, counts) if design.holdout > 0 else [],
-        srm=_srm(design, counts),
+        srm=srm,
         decision=decision,
         rollout=_rollout(design, counts) if design.test_fraction < 1.0 else None,
         notes=notes,

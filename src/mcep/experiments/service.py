@@ -1,36 +1,31 @@
-"""Experiment rules: creation on a draft campaign, results, and the worker's evaluation.
+"""Experiment rules for the API: creation on a draft campaign, deletion before launch, and
+results from the event log. The worker's side is in :mod:`mcep.experiments.evaluation`.
 
-Flushes; never commits: the request or the worker's job owns the transaction. Every change
-is audited; a decision is audited with the numbers behind it.
+Flushes; never commits: the request owns the transaction. Every change is audited.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mcep.audit import service as audit
 from mcep.auth.principal import Permission, Principal
 from mcep.campaigns import repository as campaigns_repository
 from mcep.campaigns.models import Campaign, CampaignStatus, CampaignVariant
-from mcep.campaigns.variants import ArmSettings, VariantPlan
-from mcep.contacts.crypto import Keyring
 from mcep.errors import Conflict, NotFound, ValidationFailed
-from mcep.experiments import repository, rollout
-from mcep.experiments.assignment import thompson_shares, unit_hash
-from mcep.experiments.decision import Continue, decide
+from mcep.experiments import repository
+from mcep.experiments.decision import decide
 from mcep.experiments.design import (
     RESERVED_NAMES,
     ExperimentDesign,
     ExperimentStatus,
     Mode,
 )
-from mcep.experiments.launching import arm_settings, plan_of
+from mcep.experiments.launching import plan_of
 from mcep.experiments.models import Experiment, ExperimentArm
 from mcep.experiments.results import (
     ExperimentCounts,
@@ -46,12 +41,9 @@ from mcep.experiments.schemas import (
     ExperimentResults,
     Guardrail,
 )
-from mcep.experiments.stats import Counts
 
-WORKER = "worker:experiments"
 DEFAULT_MIN_SHARE = 0.05
 DEFAULT_BATCH_MINUTES = 60
-_BATCH_SALT = "batch"
 
 
 # --- creation ------------------------------------------------------------------------------
@@ -150,7 +142,9 @@ async def create_experiment(
     ]
     session.add(experiment)
     await session.flush()
-    await _audit(session, principal.actor, "experiment.created", experiment, mode=data.mode.value)
+    await audit_experiment(
+        session, principal.actor, "experiment.created", experiment, mode=data.mode.value
+    )
     return experiment
 
 
@@ -190,10 +184,10 @@ async def delete_experiment(
         raise Conflict(f"a {experiment.status} experiment can't be deleted")
     await session.delete(experiment)
     await session.flush()
-    await _audit(session, principal.actor, "experiment.deleted", experiment)
+    await audit_experiment(session, principal.actor, "experiment.deleted", experiment)
 
 
-async def _audit(
+async def audit_experiment(
     session: AsyncSession, actor: str, action: str, experiment: Experiment, **details: Any
 ) -> None:
     await audit.append(
@@ -293,171 +287,3 @@ async def results(
         as_of=now,
         decision=_decision(experiment, design, counts, now),
     )
-
-
-# --- the worker's evaluation ---------------------------------------------------------------
-
-
-async def evaluate(
-    session: AsyncSession, experiment_id: uuid.UUID, *, keyring: Keyring, now: datetime
-) -> bool:
-    """One look at a running experiment; ``True`` when it changed anything.
-
-    Test-then-send: decide, and on a winner (or at the deadline) record the decision and
-    release the remainder with the chosen arm. Thompson: release the next batch when due.
-    A second call with nothing new changes nothing.
-    """
-    experiment = await repository.lock_running(session, experiment_id)
-    if experiment is None:
-        return False
-    campaign = await session.get(Campaign, experiment.campaign_id)
-    assert campaign is not None  # the experiment is deleted with its campaign
-    if campaign.status is CampaignStatus.CANCELLED:
-        return await _cancel(session, experiment, now=now)
-    if experiment.mode is Mode.TEST_THEN_SEND:
-        return await _decide(session, experiment, campaign, keyring=keyring, now=now)
-    if experiment.mode is Mode.THOMPSON:
-        return await _thompson_batch(session, experiment, campaign, keyring=keyring, now=now)
-    return False
-
-
-async def _cancel(session: AsyncSession, experiment: Experiment, *, now: datetime) -> bool:
-    if not await repository.claim_status(
-        session, experiment.id, to=ExperimentStatus.CANCELLED, values={"updated_at": now}
-    ):
-        return False
-    held = await repository.unreleased(session, experiment.id)
-    await repository.mark_released(
-        session, experiment.id, dict.fromkeys(held, (None, "campaign_cancelled")), now=now
-    )
-    await _audit(session, WORKER, "experiment.cancelled", experiment, held_back=len(held))
-    return True
-
-
-async def _decide(
-    session: AsyncSession,
-    experiment: Experiment,
-    campaign: Campaign,
-    *,
-    keyring: Keyring,
-    now: datetime,
-) -> bool:
-    design = design_of(experiment)
-    deadline = experiment.deadline or now
-    counts = await repository.group_counts(session, experiment, now=now)
-    decision = decide(tallies(design, counts), design.split_plan(deadline), now=now)
-    if isinstance(decision, Continue):
-        return False
-    values = {"winner": decision.arm, "decided_at": now, "updated_at": now}
-    if not await repository.claim_status(
-        session, experiment.id, to=ExperimentStatus.COMPLETED, values=values
-    ):
-        return False
-    view = decision_view(decision, design, recorded=True, decided_at=now, deadline=deadline)
-    winner = next(a for a in experiment.arms if a.name == decision.arm)
-    released = await rollout.release(
-        session,
-        campaign,
-        await repository.unreleased(session, experiment.id),
-        experiment_id=experiment.id,
-        variants=VariantPlan.only(arm_settings(winner), key=str(experiment.id)),
-        keyring=keyring,
-        now=now,
-    )
-    record = {"decision": view.model_dump(mode="json"), "release": released.as_json()}
-    experiment.decision = record
-    await session.flush()
-    await _audit(
-        session,
-        WORKER,
-        "experiment.decided",
-        experiment,
-        metric=design.metric.value,
-        alpha=design.alpha,
-        max_opt_out_rate=design.max_opt_out_rate,
-        **record,
-    )
-    return True
-
-
-# --- Thompson batches ----------------------------------------------------------------------
-
-
-def batch_seed(experiment_id: uuid.UUID, number: int) -> int:
-    """A seed fixed by the experiment and the batch, so a retried batch draws the same."""
-    digest = hashlib.sha256(f"{experiment_id}:{number}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def thompson_plan(
-    experiment: Experiment,
-    design: ExperimentDesign,
-    counts: ExperimentCounts,
-    *,
-    number: int,
-) -> VariantPlan:
-    """Batch ``number``'s arms, weighted by each arm's posterior chance of being best."""
-    pooled = []
-    for name, tally in zip(design.arms, tallies(design, counts), strict=True):
-        released = counts.remainder.get(name)
-        sent = tally.sent + (released.sent if released else 0)
-        hits = tally.replies
-        if released is not None:
-            won = released.successes(design.metric)
-            hits += won if design.metric.higher_is_better else released.sent - won
-        pooled.append(Counts(hits, sent) if sent else None)
-    shares = thompson_shares(
-        pooled,
-        min_share=experiment.min_share or 0.0,
-        rng=np.random.default_rng(batch_seed(experiment.id, number)),
-    )
-    arms = tuple(
-        ArmSettings(s.name, share, s.send_offset, s.channel_order)
-        for s, share in zip(plan_of(experiment).arms, shares, strict=True)
-    )
-    return VariantPlan(f"{experiment.id}:{number}", arms, experiment_id=experiment.id)
-
-
-async def _thompson_batch(
-    session: AsyncSession,
-    experiment: Experiment,
-    campaign: Campaign,
-    *,
-    keyring: Keyring,
-    now: datetime,
-) -> bool:
-    batches: list[dict[str, Any]] = list(experiment.decision.get("batches", []))
-    last = datetime.fromisoformat(batches[-1]["at"]) if batches else experiment.launched_at
-    assert last is not None
-    if now < last + timedelta(minutes=experiment.batch_minutes or DEFAULT_BATCH_MINUTES):
-        return False
-    held = await repository.unreleased(session, experiment.id)
-    if not held:
-        values = {"decided_at": now, "updated_at": now}
-        done = await repository.claim_status(
-            session, experiment.id, to=ExperimentStatus.COMPLETED, values=values
-        )
-        if done:
-            await _audit(session, WORKER, "experiment.completed", experiment, batches=len(batches))
-        return done
-    design = design_of(experiment)
-    counts = await repository.group_counts(session, experiment, now=now)
-    number = len(batches) + 1
-    variants = thompson_plan(experiment, design, counts, number=number)
-    size = max(1, sum(g.assigned for g in counts.test.values()))
-    batch = sorted(held, key=lambda pid: unit_hash(_BATCH_SALT, str(experiment.id), str(pid)))
-    released = await rollout.release(
-        session,
-        campaign,
-        batch[:size],
-        experiment_id=experiment.id,
-        variants=variants,
-        keyring=keyring,
-        now=now,
-    )
-    shares = {a.name: round(a.weight, 6) for a in variants.arms}
-    entry = {"number": number, "at": now.isoformat(), "shares": shares, **released.as_json()}
-    experiment.decision = {"batches": [*batches, entry]}
-    await session.flush()
-    await _audit(session, WORKER, "experiment.batch_released", experiment, **entry)
-    return True

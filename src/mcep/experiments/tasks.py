@@ -10,7 +10,7 @@ import asyncio
 import logging
 from datetime import datetime
 
-from mcep.experiments import repository, service
+from mcep.experiments import evaluation, repository
 from mcep.experiments.design import Mode
 from mcep.runtime import Runtime
 from mcep.worker.base import WorkerContext, every
@@ -28,7 +28,7 @@ async def evaluate_running(runtime: Runtime, *, now: datetime) -> int:
     for experiment_id in ids:
         try:
             async with runtime.sessions() as session, session.begin():
-                changed += await service.evaluate(
+                changed += await evaluation.evaluate(
                     session, experiment_id, keyring=runtime.keyring, now=now
                 )
         except Exception:

@@ -36,7 +36,7 @@ async def test_counts_take_each_outcome_once_and_only_where_it_belongs(
 ) -> None:
     pm = actors["pm"]
     await add_device(runtime)
-    prospects = await add_prospects(runtime, pm, 80)
+    prospects = await add_prospects(runtime, pm, 120)
     campaign_id, experiment_id = await add_experiment(runtime, pm, prospects, holdout=0.3)
     other_campaign, _ = await add_experiment(runtime, pm, prospects)
     await launch(runtime, pm, campaign_id)

@@ -107,7 +107,7 @@ async def _setup(runtime: Runtime, pm: Actor, audience: int = 600) -> tuple[uuid
         pm,
         prospects,
         mode="test_then_send",
-        test_fraction=0.45,
+        test_fraction=0.5,  # about 150 per arm, so 100 per arm are there to be used
         deadline_hours=DEADLINE_HOURS,
         guardrail={"max_rate": 0.05},
     )
@@ -169,6 +169,11 @@ async def test_a_clear_winner_is_declared_early_and_gets_the_remainder_once(
 ) -> None:
     pm = actors["pm"]
     campaign_id, experiment_id = await _setup(runtime, pm)
+    async with runtime.sessions() as session:
+        before = await service.results(session, principal(pm), experiment_id, now=LAUNCH)
+    assert before.decision is not None and before.decision.state == "testing"
+    assert not before.decision.recorded
+    assert before.decision.deadline == LAUNCH + timedelta(hours=DEADLINE_HOURS)
     result = await drive(runtime, experiment_id, campaign_id, seed=EARLY_WIN_SEED)
 
     assert result.decided_at_sent is not None and result.decided_at_sent <= CELL
@@ -229,7 +234,7 @@ async def test_the_right_winner_within_100_per_arm_in_most_seeded_runs(
     messages per arm in at least 80% of them (the pure simulation's rate is about 90%)."""
     pm = actors["pm"]
     await add_device(runtime)
-    prospects = await add_prospects(runtime, pm, 300)
+    prospects = await add_prospects(runtime, pm, 340)
     used, wins = [], 0
     for seed in range(20):
         campaign_id, experiment_id = await add_experiment(
@@ -237,7 +242,7 @@ async def test_the_right_winner_within_100_per_arm_in_most_seeded_runs(
             pm,
             prospects,
             mode="test_then_send",
-            test_fraction=0.85,
+            test_fraction=0.9,
             deadline_hours=DEADLINE_HOURS,
         )
         await launch(runtime, pm, campaign_id)

@@ -104,8 +104,9 @@ def test_a_broken_split_is_flagged_as_sample_ratio_mismatch() -> None:
     counts = ExperimentCounts(
         test={"a": GroupCounts(assigned=600, sent=600), "b": GroupCounts(assigned=400, sent=400)}
     )
-    srm = _results(design, counts).srm
-    assert srm is not None and srm.mismatch and srm.p_value < 0.001
+    shown = _results(design, counts)
+    assert shown.srm is not None and shown.srm.mismatch and shown.srm.p_value < 0.001
+    assert any("sample ratio mismatch" in note for note in shown.notes)
 
 
 def test_lower_is_better_for_opt_outs() -> None:
