@@ -47,6 +47,7 @@ class Release:
     skipped: dict[str, int] = field(default_factory=dict)
     by_arm: dict[str, int] = field(default_factory=dict)
     merkle_root: str = ""
+    reopened: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class Release:
             "skipped": self.skipped,
             "by_arm": self.by_arm,
             "messages_merkle_root": self.merkle_root,
+            "campaign_reopened": self.reopened,
         }
 
 
@@ -96,8 +98,11 @@ async def release(
     await dispatch_repository.insert_events(session, events)
     outcomes = _outcomes(messages, plan, unrenderable, variants)
     await repository.mark_released(session, experiment_id, outcomes, now=now)
-    if messages and campaign.status is CampaignStatus.COMPLETED:
-        campaign.status = CampaignStatus.RUNNING  # its test messages were all done already
+    # Dispatch completes a campaign once its test messages are all done; the remainder is
+    # more of the same campaign, so it runs again.
+    reopened = bool(messages) and campaign.status is CampaignStatus.COMPLETED
+    if reopened:
+        campaign.status = CampaignStatus.RUNNING
     await session.flush()
     skipped = Counter(outcome for _, outcome in outcomes.values() if outcome != QUEUED)
     return Release(
@@ -105,6 +110,7 @@ async def release(
         skipped=dict(sorted(skipped.items())),
         by_arm=dict(sorted(Counter(m["variant"] for m in messages).items())),
         merkle_root=merkle_root(sorted(m["id"].bytes for m in messages)),
+        reopened=reopened,
     )
 
 

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from mcep.audit import service as audit
+from mcep.campaigns.models import Campaign, CampaignStatus
 from mcep.contacts.models import Prospect
 from mcep.dispatch.content import open_content
 from mcep.dispatch.models import Event, EventKind, Message
@@ -215,6 +216,11 @@ async def test_without_a_winner_the_deadline_sends_the_remainder_to_control(
     campaign_id, experiment_id = await _setup(runtime, pm)
     result = await drive(runtime, experiment_id, campaign_id, seed=NO_EARLY_WIN_SEED)
     assert result.decided_at_sent is None  # 100 per arm and still no separation
+    # Meanwhile dispatch completed the campaign: every test message was done.
+    async with runtime.sessions() as session, session.begin():
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None
+        campaign.status = CampaignStatus.COMPLETED
     deadline = LAUNCH + timedelta(hours=DEADLINE_HOURS)
     assert await run_job(runtime, now=deadline - timedelta(seconds=1)) == 0
     assert await run_job(runtime, now=deadline) == 1
@@ -223,6 +229,10 @@ async def test_without_a_winner_the_deadline_sends_the_remainder_to_control(
     assert done.status is ExperimentStatus.COMPLETED and done.winner == "a"
     assert done.decision["decision"]["state"] == "no_winner"
     assert done.decision["decision"]["reason"] == "deadline"
+    assert done.decision["release"]["campaign_reopened"] is True
+    async with runtime.sessions() as session:
+        reopened = await session.get(Campaign, campaign_id)
+        assert reopened is not None and reopened.status is CampaignStatus.RUNNING
     await _check_released_once(runtime, campaign_id, experiment_id, arm="a", at=deadline)
 
 
