@@ -64,7 +64,7 @@ async def test_transient_errors_retry_on_schedule_then_die_and_replay_sends(
     assert message.provider_message_id and message.sent_at == clock()
     assert box.accepted() == {str(message.id): 1}
     async with runtime.sessions() as session:
-        attempts = (await session.scalars(select(MessageAttempt.outcome))).all()
+        attempts = [str(a) for a in (await session.scalars(select(MessageAttempt.outcome))).all()]
         kinds = (await session.scalars(select(Event.kind).order_by(Event.id))).all()
     assert sorted(attempts) == ["accepted", "dead", "retry", "retry", "retry"]
     assert kinds == [

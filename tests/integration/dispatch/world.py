@@ -102,8 +102,8 @@ async def add_device(
     data = DeviceCreate(
         platform=platform,
         address=spec.address,
-        base_url=f"{url}{spec.base_path}",  # type: ignore[arg-type]
-        token=spec.token,  # type: ignore[arg-type]
+        base_url=f"{url}{spec.base_path}",
+        token=spec.token,
         rate_per_minute=rate_per_minute,
     )
     async with runtime.sessions() as session, session.begin():
@@ -169,7 +169,7 @@ async def launch(
     profile_id = await builders.add_profile(runtime, owner, **fields)
     template = {"whatsapp": whatsapp} if whatsapp else {}
     template_id = await builders.add_template(runtime, owner, body, **template)
-    extra = {"start_at": start_at} if start_at else {}
+    extra: dict[str, Any] = {"start_at": start_at} if start_at else {}
     campaign_id = await builders.add_campaign(
         runtime,
         owner,
