@@ -171,6 +171,7 @@ def start_workers(args: argparse.Namespace, database_url: str) -> list[subproces
         env["MCEP_REDIS_URL"] = args.redis_url
     command = [sys.executable, "-m", "mcep.cli.main", "worker", "--only", "dispatch,leases"]
     command += ["--batch", str(args.batch), "--concurrency", str(args.concurrency)]
+    command += ["--pipelines", str(args.pipelines)]
     return [
         subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         for _ in range(args.workers)
@@ -224,7 +225,8 @@ async def main(args: argparse.Namespace) -> None:
         stats = sandbox_stats(port)
         print(
             f"{args.messages} messages, {args.workers} worker processes "
-            f"(batch {args.batch}, concurrency {args.concurrency}), sandbox latency "
+            f"(batch {args.batch}, concurrency {args.concurrency}, pipelines {args.pipelines}), "
+            f"sandbox latency "
             f"{args.latency_ms:.0f} ms, limits in {'Redis' if args.redis_url else 'memory'}:\n"
             f"  drain (first claim to last commit): {window:.2f} s = "
             f"{args.messages / window:,.0f} msg/s\n"
@@ -251,6 +253,7 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--pipelines", type=int, default=1, help="batches in flight per worker")
     parser.add_argument("--devices", type=int, default=8, help="WhatsApp sender devices")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="sandbox send latency")
     parser.add_argument("--redis-url", default=None, help="share rate limits through Redis")

@@ -33,6 +33,9 @@ def worker(
     concurrency: int = typer.Option(100, min=1, help="Provider calls in flight per process"),
     batch: int = typer.Option(500, min=1, help="Messages claimed per dispatch batch"),
     lease: float = typer.Option(300.0, min=1.0, help="Seconds a claimed batch stays leased"),
+    pipelines: int = typer.Option(
+        1, min=1, help="Dispatch batches in progress at once (PostgreSQL; SQLite runs one)"
+    ),
     owner: str | None = typer.Option(None, help="Lease owner id (default: hostname:pid:random)"),
 ) -> None:
     """Run worker jobs until interrupted (Ctrl-C or SIGTERM finish the current batch)."""

@@ -70,12 +70,15 @@ class DispatchOptions:
     send_timeout: float | None = None
     """Seconds one provider call may take; by default a third of the lease."""
     idle_interval: float = 0.5
+    pipelines: int = 1
+    """Batches in progress at once in this process: while one waits on the database, another
+    sends (concurrent claims never overlap: each takes rows the others have not locked)."""
     pm_limit: str | None = None
     """A cap on every PM's sends (``limits`` notation, e.g. ``"600/minute"``)."""
 
     def __post_init__(self) -> None:
-        if self.batch < 1 or self.concurrency < 1:
-            raise ValueError("batch and concurrency must be at least 1")
+        if self.batch < 1 or self.concurrency < 1 or self.pipelines < 1:
+            raise ValueError("batch, concurrency and pipelines must be at least 1")
         if self.lease <= timedelta(0):
             raise ValueError("the lease must be positive")
 
@@ -341,7 +344,15 @@ class DispatchJob:
 
     async def run(self, context: WorkerContext, stop: asyncio.Event) -> None:
         dispatcher = Dispatcher(context, self.options, limiter=self.limiter)
-        await every(self.options.idle_interval, stop, dispatcher.step, name=self.name)
+        pipelines = self.options.pipelines
+        if context.runtime.settings.is_sqlite:
+            pipelines = 1  # SQLite has one writer at a time: one dispatcher is the embedded way
+        await asyncio.gather(
+            *(
+                every(self.options.idle_interval, stop, dispatcher.step, name=self.name)
+                for _ in range(pipelines)
+            )
+        )
 
 
 class LeaseSweeperJob:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mcep.audit.models import AuditEntry
 from mcep.auth.models import Role
@@ -18,6 +18,7 @@ from mcep.contacts.models import Channel, Prospect
 from mcep.dispatch import recording, repository
 from mcep.dispatch.models import Event, Message, MessageAttempt, MessageState
 from mcep.dispatch.outcomes import Decision
+from mcep.dispatch.worker import LeaseSweeperJob
 from mcep.fleet.models import Device, DeviceStatus
 from mcep.runtime import Runtime
 from mcep.sandbox.behaviour import Behaviour, DeviceBehaviour, RecipientBehaviour
@@ -197,3 +198,39 @@ async def test_a_worker_whose_lease_passed_on_writes_nothing(runtime: Runtime) -
         "fast",
         2,
     )
+
+
+async def test_the_sweeper_completes_a_campaign_whose_last_message_was_cancelled(
+    runtime: Runtime,
+) -> None:
+    pm = await make_actor(runtime, Role.PM)
+    async with world.sandbox() as box:
+        await world.add_device(runtime, box.url, Platform.TELEGRAM)
+        sent_to, cancelled_for = await world.add_prospects(runtime, pm, [Channel.TELEGRAM], 2)
+        campaign_id = await world.launch(runtime, pm, [sent_to, cancelled_for], now=T0)
+        async with runtime.sessions() as session, session.begin():
+            await session.execute(
+                update(Message)
+                .where(Message.prospect_id == cancelled_for)
+                .values(next_attempt_at=T0 + timedelta(hours=1))
+            )
+        clock = Clock()
+        worker = world.dispatcher(runtime, box, clock=clock)
+        report = await world.run(worker)
+    assert report.states == {MessageState.SENT: 1} and report.completed == []
+    async with runtime.sessions() as session, session.begin():
+        await repository.cancel_waiting(
+            session, now=T0, prospect_id=cancelled_for, reason="opted out on telegram"
+        )
+    assert await _status(runtime, campaign_id) is CampaignStatus.RUNNING
+    assert await LeaseSweeperJob().sweep(worker.context) == 0  # no lease to release
+    assert await _status(runtime, campaign_id) is CampaignStatus.COMPLETED
+    (entry,) = await _audit(runtime, "campaign.completed")
+    assert entry.object_id == str(campaign_id)
+
+
+async def _status(runtime: Runtime, campaign_id: object) -> CampaignStatus:
+    async with runtime.sessions() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None
+        return campaign.status
