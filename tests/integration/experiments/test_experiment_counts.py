@@ -12,7 +12,10 @@ from mcep.dispatch.models import EventKind
 from mcep.experiments import repository, service
 from mcep.experiments.design import Cohort, ExperimentStatus
 from mcep.experiments.results import GroupCounts, build_results
+from mcep.experiments.tasks import ExperimentsJob
 from mcep.runtime import Runtime
+from mcep.worker.base import WorkerContext
+from mcep.worker.jobs import JOBS
 from tests.conftest import Actor
 from tests.integration.campaigns.builders import add_device, add_prospects, change, principal
 from tests.integration.experiments.builders import (
@@ -98,8 +101,12 @@ async def test_cancelling_the_campaign_ends_the_experiment_and_releases_nothing(
     queued = len(await messages(runtime, campaign_id))
     await change(runtime, pm, campaign_id, "cancel")
 
-    assert await run_job(runtime, now=LATER) == 1
-    assert await run_job(runtime, now=LATER) == 0
+    # The registered job, at its context's clock.
+    job = JOBS["experiments"]()
+    assert isinstance(job, ExperimentsJob)
+    context = WorkerContext(runtime=runtime, owner="test", clock=lambda: LATER)
+    assert await job.step(context) == 1
+    assert await job.step(context) == 0
     assert (await experiment(runtime, experiment_id)).status is ExperimentStatus.CANCELLED
     held = [a for a in await assignments(runtime, experiment_id) if a.cohort is Cohort.REMAINDER]
     assert held and {a.outcome for a in held} == {"campaign_cancelled"}
