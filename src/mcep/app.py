@@ -16,6 +16,7 @@ from mcep.experiments import api as experiments_api
 from mcep.fleet import api as fleet_api
 from mcep.inbound import api as inbound_api
 from mcep.runtime import Runtime, build_runtime
+from mcep.scoring import api as scoring_api
 from mcep.settings import Settings
 
 
@@ -51,4 +52,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(fleet_api.router)
     app.include_router(inbound_api.router)
     app.include_router(experiments_api.router)
+    app.include_router(scoring_api.leads)
+    app.include_router(scoring_api.models)
     return app

@@ -15,6 +15,7 @@ from mcep.cli import (
 )
 from mcep.experiments import cli as experiments_cli
 from mcep.sandbox import cli as sandbox_cli
+from mcep.scoring import commands as scoring_cli
 
 app = typer.Typer(
     name="mcep",
@@ -31,6 +32,7 @@ app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(experiments_cli.app, name="experiments")
 app.add_typer(sandbox_cli.app, name="sandbox")
+app.add_typer(scoring_cli.app, name="scoring")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from mcep.dispatch import models as dispatch_models
 from mcep.experiments import models as experiments_models
 from mcep.fleet import models as fleet_models
 from mcep.inbound import models as inbound_models
+from mcep.scoring import models as scoring_models  # noqa: F401
 
 __all__ = ["Base", "audit_models", "auth_models", "contacts_models"]
 __all__ += ["campaigns_models", "dispatch_models", "fleet_models"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -13,13 +14,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from mcep.scoring.dataset import load_csv
-from mcep.scoring.errors import ScoringInputError
+from mcep.scoring.errors import ScoringError, ScoringInputError
 from mcep.scoring.metrics import Evaluation
 from mcep.scoring.model import TrainedModel, dump_model
-from mcep.scoring.registry import InMemoryModelRegistry, ModelRegistry, ModelVersionInfo
+from mcep.scoring.registry import (
+    MODEL_NAME,
+    InMemoryModelRegistry,
+    ModelRegistry,
+    ModelVersionInfo,
+)
 from mcep.scoring.training import TrainingConfig, train_model
 
-MODEL_NAME = "lead-score"
 INPUT_ERROR = 2
 
 # The composition root replaces this with the database-backed registry.
@@ -68,13 +73,48 @@ def train_csv(
         errors.print(f"[bold red]error:[/] {escape(exc.message)}")
         raise typer.Exit(INPUT_ERROR) from None
     registry = registry_factory()
-    info = registry.register(name, artifact=dump_model(model), metrics=model.summary_metrics())
-    if promote:
-        registry.promote(name, info.version)
-    _show(console, model, info, promoted=promote)
+    source = csv_source(
+        path, label=table.label, positive=table.positive, rows=len(table.y), dropped=drop
+    )
+    info = registry.register(
+        name, artifact=dump_model(model), metrics=model.summary_metrics(), source=source
+    )
+    refusal = _promote(registry, name, info.version) if promote else None
+    _show(console, model, info, promoted=promote and refusal is None)
     if report is not None:
         _write_report(report, model.report(model_version=info.version), errors)
         console.print(f"report written to {escape(str(report))}")
+    if refusal is not None:
+        errors.print(f"[bold red]not promoted:[/] {escape(refusal)}")
+        raise typer.Exit(INPUT_ERROR)
+
+
+def _promote(registry: ModelRegistry, name: str, version: int) -> str | None:
+    """Promote; the reason in words if the registry refuses."""
+    try:
+        registry.promote(name, version)
+    except ScoringError as exc:
+        return exc.message
+    return None
+
+
+def csv_source(
+    path: Path, *, label: str, positive: str, rows: int, dropped: Sequence[str] = ()
+) -> dict[str, object]:
+    """Where a CSV-trained model's rows came from: the file's name, size and SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return {
+        "kind": "csv",
+        "file": path.name,
+        "sha256": digest.hexdigest(),
+        "rows": rows,
+        "label": label,
+        "positive": positive,
+        "dropped": list(dropped),
+    }
 
 
 def _write_report(report: Path, document: dict[str, object], errors: Console) -> None:

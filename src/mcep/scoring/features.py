@@ -41,7 +41,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -404,6 +405,52 @@ class FeatureState:
         """The current feature vector as of ``now``."""
         return self._summary().to_features(now=now, attributes=attributes or {})
 
+    def to_dict(self) -> dict[str, Any]:
+        """The aggregates as JSON-ready values (times in integer microseconds since the epoch).
+
+        The time zone is not kept: it is the prospect's, handed back to :meth:`from_dict`.
+        """
+        return {
+            "v": _STATE_FORMAT,
+            "counts": {kind.value: n for kind, n in self._counts.items() if n},
+            "campaigns": sorted(self._campaigns),
+            "sends": [_micros(at) for at in self._sends],
+            "replies": [_micros(at) for at in self._replies],
+            "sentiments": self._sentiments,
+            "sentiment_sum": self._sentiment_sum,
+            "sentiment_min": None if self._sentiments == 0 else self._sentiment_min,
+            "sentiment_last": None
+            if self._sentiment_last is None
+            else [_micros(self._sentiment_last[0]), self._sentiment_last[1]],
+            "intents": dict(self._intents),
+            "sent_by_platform": dict(self._sent_by_platform),
+            "moments": dict(self._moments),
+            "outcomes": dict(self._outcomes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, tz: tzinfo = UTC) -> FeatureState:
+        """Rebuild a state from :meth:`to_dict` output."""
+        if data.get("v") != _STATE_FORMAT:
+            raise ValueError(f"feature state format {data.get('v')!r} is not {_STATE_FORMAT}")
+        last = data["sentiment_last"]
+        sentiments = int(data["sentiments"])
+        return cls(
+            tz=tz,
+            _counts=Counter({EventKind(k): int(n) for k, n in data["counts"].items()}),
+            _campaigns=set(data["campaigns"]),
+            _sends=[_from_micros(t) for t in data["sends"]],
+            _replies=[_from_micros(t) for t in data["replies"]],
+            _sentiments=sentiments,
+            _sentiment_sum=float(data["sentiment_sum"]),
+            _sentiment_min=NAN if sentiments == 0 else float(data["sentiment_min"]),
+            _sentiment_last=None if last is None else (_from_micros(last[0]), float(last[1])),
+            _intents=Counter(data["intents"]),
+            _sent_by_platform=Counter(data["sent_by_platform"]),
+            _moments=Counter(data["moments"]),
+            _outcomes=Counter(data["outcomes"]),
+        )
+
     def _add_send(self, event: EngagementEvent) -> None:
         bisect.insort(self._sends, event.at)
         if event.campaign_id is not None:
@@ -459,6 +506,28 @@ class FeatureState:
 
 
 # --- small helpers -----------------------------------------------------------------------
+
+_STATE_FORMAT = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + int(value) * _MICROSECOND
+
+
+def vector_to_json(features: Mapping[str, float]) -> dict[str, float | None]:
+    """A feature vector as JSON can hold it: missing values (``nan``) become ``None``."""
+    return {k: None if math.isnan(v) else v for k, v in features.items()}
+
+
+def vector_from_json(data: Mapping[str, float | None]) -> dict[str, float]:
+    """The inverse of :func:`vector_to_json`."""
+    return {k: NAN if v is None else float(v) for k, v in data.items()}
 
 
 def _require_aware(at: datetime, what: str) -> None:

@@ -11,7 +11,8 @@ as much per row): the booster's log-odds, then the calibrator, times 100.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -225,6 +226,16 @@ class Scorer:
         """One prospect's raw feature values as the model's 1 x n input row."""
         return self._schema.encode_row(features)
 
+    def encode_many(self, rows: Sequence[Mapping[str, object]]) -> NDArray[np.float64]:
+        """Many prospects' feature vectors as the model's input matrix; absent names are
+        missing. All-numeric schemas (the engagement features) skip per-cell parsing."""
+        if not rows:
+            return np.empty((0, len(self._names)), dtype=np.float64)
+        if self._schema.categorical_indices:
+            return np.vstack([self._schema.encode_row(row) for row in rows])
+        nan = math.nan
+        return np.array([[row.get(n, nan) for n in self._names] for row in rows], dtype=np.float64)
+
     def score(self, features: Mapping[str, object], *, explain: bool = True) -> Score:
         """Score one prospect; with ``explain``, also its top contributions."""
         row = self.encode(features)
@@ -253,6 +264,25 @@ class Scorer:
             for j in order
             if values[j] != 0
         )
+
+    def explain_batch(
+        self, matrix: NDArray[np.float64], *, top: int = TOP_CONTRIBUTIONS
+    ) -> list[tuple[Contribution, ...]]:
+        """:meth:`contributions` for every row of an encoded matrix, in one booster call."""
+        if len(matrix) == 0:
+            return []
+        output = np.asarray(self._booster.predict(matrix, pred_contrib=True), dtype=np.float64)
+        explained = []
+        for row, values in zip(matrix, output[:, :-1], strict=True):
+            order = np.argsort(-np.abs(values), kind="stable")[:top]
+            explained.append(
+                tuple(
+                    Contribution(self._names[j], self._schema.decode(j, row[j]), float(values[j]))
+                    for j in order
+                    if values[j] != 0
+                )
+            )
+        return explained
 
     def _probabilities(
         self, matrix: NDArray[np.float64], *, num_threads: int = 0

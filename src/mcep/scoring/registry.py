@@ -6,7 +6,7 @@ version is the champion, the one that scores prospects. Promoting a version reme
 champion it replaced, so ``rollback`` can go back one step at a time.
 
 :class:`InMemoryModelRegistry` is the fake that ships with the package, for tests and for the
-CLI when no database is configured.
+CLI when no database is configured; :mod:`mcep.scoring.store` keeps them in the database.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from typing import Protocol
 
 from mcep.scoring.errors import ModelVersionNotFound, RollbackUnavailable
 
+MODEL_NAME = "lead-score"
+"""The model family that scores prospects."""
+
 
 @dataclass(frozen=True, slots=True)
 class ModelVersionInfo:
@@ -31,15 +34,28 @@ class ModelVersionInfo:
     metrics: Mapping[str, float]
     sha256: str
     size: int
+    features: tuple[str, ...] = ()
+    source: Mapping[str, object] = field(default_factory=dict)
+    created_by: str = "system"
+    id: int | None = None
+    """The database row id (``None`` in memory)."""
 
 
 class ModelRegistry(Protocol):
     """Keeps model artifacts by family and version, and which version is the champion."""
 
     def register(
-        self, name: str, *, artifact: bytes, metrics: Mapping[str, float]
+        self,
+        name: str,
+        *,
+        artifact: bytes,
+        metrics: Mapping[str, float],
+        source: Mapping[str, object] | None = None,
     ) -> ModelVersionInfo:
-        """Store a new version (numbered one past the latest); it is not promoted."""
+        """Store a new version (numbered one past the latest); it is not promoted.
+
+        ``source`` says where the training rows came from (a file's name and hash, say).
+        """
         ...
 
     def artifact(self, name: str, version: int) -> bytes:
@@ -73,7 +89,12 @@ class InMemoryModelRegistry:
         self._families: dict[str, _Family] = {}
 
     def register(
-        self, name: str, *, artifact: bytes, metrics: Mapping[str, float]
+        self,
+        name: str,
+        *,
+        artifact: bytes,
+        metrics: Mapping[str, float],
+        source: Mapping[str, object] | None = None,
     ) -> ModelVersionInfo:
         family = self._families.setdefault(name, _Family())
         info = ModelVersionInfo(
@@ -83,6 +104,7 @@ class InMemoryModelRegistry:
             metrics=MappingProxyType(dict(metrics)),
             sha256=hashlib.sha256(artifact).hexdigest(),
             size=len(artifact),
+            source=MappingProxyType(dict(source or {})),
         )
         family.versions[info.version] = (info, bytes(artifact))
         return info

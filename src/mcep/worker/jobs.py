@@ -10,10 +10,13 @@ from collections.abc import Callable
 from mcep.dispatch.worker import DispatchJob, LeaseSweeperJob
 from mcep.experiments.tasks import ExperimentsJob
 from mcep.inbound.tasks import SignalReceiverJob
+from mcep.scoring.tasks import RetrainingJob, ScoringJob
 from mcep.worker.base import Job
 
 JOBS: dict[str, Callable[[], Job]] = {}
 JOBS["signal-receiver"] = SignalReceiverJob
 JOBS["experiments"] = ExperimentsJob
+JOBS["scoring"] = ScoringJob
+JOBS["retraining"] = RetrainingJob
 JOBS["dispatch"] = DispatchJob
 JOBS["leases"] = LeaseSweeperJob

@@ -312,3 +312,44 @@ CASES += [
     Case("DELETE", X + "/{experiment_id}", owned(204), _draft_experiment),
     Case("GET", X + "/{experiment_id}/results", owned(200, compliance=200), _draft_experiment),
 ]
+
+
+# --- scoring: leads and the model registry --------------------------------------------------
+
+
+def model_managers(ok: int) -> dict[str, int]:
+    """Model governance: admin and compliance promote and roll back; PMs only read."""
+    return {"anonymous": 401, "admin": ok, "compliance": ok, "pm": 403, "other_pm": 403}
+
+
+async def _model_version(runtime: Runtime, _owner: Actor) -> dict[str, str]:
+    from tests.integration.scoring.builders import register
+
+    return {"version": str((await register(runtime)).version)}
+
+
+async def _two_champions(runtime: Runtime, _owner: Actor) -> dict[str, str]:
+    from tests.integration.scoring.builders import register
+
+    for _ in range(2):
+        await register(runtime, promote=True)
+    return {}
+
+
+LD, MD = "/api/v1/leads", "/api/v1/models"
+CASES += [
+    Case("GET", LD, pm_list()),
+    Case("GET", LD + "/{prospect_id}", owned(200, compliance=200), _prospect),
+    Case(
+        "POST",
+        LD + "/{prospect_id}/feedback",
+        owned(201),
+        _prospect,
+        body=lambda: {"label": "good_lead", "note": "asked for a call"},
+    ),
+    Case("GET", MD, everyone(200)),
+    Case("GET", MD + "/champions", everyone(200)),
+    Case("GET", MD + "/{version}", everyone(200), _model_version),
+    Case("POST", MD + "/{version}/promote", model_managers(200), _model_version),
+    Case("POST", MD + "/rollback", model_managers(200), _two_champions),
+]
