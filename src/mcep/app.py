@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from mcep.analytics import graphql
 from mcep.api import health, problems
 from mcep.auth import api as auth_api
 from mcep.campaigns import api as campaigns_api
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(fleet_api.router)
     app.include_router(inbound_api.router)
     app.include_router(experiments_api.router)
+    app.include_router(graphql.router(), tags=["graphql"])
     app.include_router(scoring_api.leads)
     app.include_router(scoring_api.models)
     return app

@@ -1,0 +1,1 @@
+"""Analytics: campaign funnels and experiment results, over REST and GraphQL."""
