@@ -41,6 +41,9 @@ class MessageState(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+WAITING_SQL = "state IN ('queued', 'retry_scheduled')"
+
+
 class MessageKind(enum.StrEnum):
     """What a message is for: a campaign's outreach, or a notice the platform owes the person
     (the confirmation of an opt-out), which belongs to no campaign."""
@@ -77,7 +80,14 @@ class Message(TimestampMixin, Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("campaign_id", "prospect_id"),
-        Index("ix_messages_due", "state", "next_attempt_at"),
+        # What the claim walks, in order: only the waiting rows, however large the outbox.
+        Index(
+            "ix_messages_waiting",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text(WAITING_SQL),
+            sqlite_where=text(WAITING_SQL),
+        ),
         Index("ix_messages_lease", "state", "lease_expires_at"),
         Index("ix_messages_prospect_recent", "prospect_id", "created_at"),
         Index("ix_messages_pm_recent", "pm_id", "created_at"),

@@ -55,6 +55,7 @@ from mcep.fleet.allocator import DeviceAllocator
 from mcep.fleet.models import Device, DeviceStatus
 
 IN_FLIGHT = frozenset({*WAITING, MessageState.SENDING})
+ROWS_PER_STATEMENT = 1000
 _KEYS = (
     Message.id,
     Message.campaign_id,
@@ -67,6 +68,7 @@ _KEYS = (
 _MESSAGE_ROWS = (
     ("id", Uuid()),
     ("attempt", Integer()),
+    ("owner", String(100)),
     ("state", String(20)),
     ("failures", Integer()),
     ("next_at", UTCDateTime()),
@@ -115,17 +117,31 @@ async def lock_owned(
         .order_by(Message.id)
         .with_for_update()
     )
-    return {row.id: (row.state, row.attempts) for row in await session.execute(stmt)}
+    rows = await (await session.connection()).execute(stmt)
+    return {row.id: (row.state, row.attempts) for row in rows}
 
 
 async def apply_decisions(
     session: AsyncSession, decisions: Sequence[Decision], *, owner: str, now: datetime
 ) -> list[Any]:
-    """Every decision in one guarded UPDATE; returns the rows it changed (their keys)."""
-    if not decisions:
-        return []
+    """Every decision in one guarded UPDATE (per 1,000); returns the rows it changed."""
+    changed: list[Any] = []
+    for chunk in _chunks(sorted(decisions, key=lambda d: d.message_id)):
+        changed.extend(await _apply(session, chunk, owner=owner, now=now))
+    return changed
+
+
+def _chunks(decisions: Sequence[Decision]) -> list[Sequence[Decision]]:
+    """Slices small enough for SQLite's limit on parameters per statement."""
+    return [
+        decisions[i : i + ROWS_PER_STATEMENT] for i in range(0, len(decisions), ROWS_PER_STATEMENT)
+    ]
+
+
+async def _apply(
+    session: AsyncSession, ordered: Sequence[Decision], *, owner: str, now: datetime
+) -> list[Any]:
     dialect = await _dialect(session)
-    ordered = sorted(decisions, key=lambda d: d.message_id)
     v = rowset(
         dialect,
         "outcome",
@@ -134,6 +150,7 @@ async def apply_decisions(
             (
                 d.message_id,
                 d.attempt,
+                owner,
                 d.state.value,
                 d.failures,
                 d.next_attempt_at,
@@ -147,7 +164,13 @@ async def apply_decisions(
     sending = Message.state == MessageState.SENDING
     stmt = (
         update(Message)
-        .where(Message.id == v.c.id, Message.attempts == v.c.attempt, Message.lease_owner == owner)
+        # The owner is matched per row, as a join clause: a filter on it would look so
+        # selective to PostgreSQL's planner that it would scan instead of using the key.
+        .where(
+            Message.id == v.c.id,
+            Message.attempts == v.c.attempt,
+            Message.lease_owner == v.c.owner,
+        )
         .values(
             # A status webhook may have moved an accepted message on before this commit.
             state=case((sending, v.c.state), else_=Message.state),
@@ -163,7 +186,7 @@ async def apply_decisions(
         )
         .returning(*_KEYS)
     )
-    return list((await session.execute(stmt)).all())
+    return list((await (await session.connection()).execute(stmt)).all())
 
 
 async def close_attempts(
@@ -171,9 +194,14 @@ async def close_attempts(
 ) -> None:
     """Fill in each attempt's history row; also one a sweeper closed as ``lease_expired``
     while the provider was in fact answering, so the history says what really happened."""
-    if not decisions:
-        return
     dialect = await _dialect(session)
+    for chunk in _chunks(sorted(decisions, key=lambda d: d.message_id)):
+        await _close(session, chunk, dialect=dialect, now=now)
+
+
+async def _close(
+    session: AsyncSession, decisions: Sequence[Decision], *, dialect: str, now: datetime
+) -> None:
     v = rowset(
         dialect,
         "closed",
@@ -188,10 +216,11 @@ async def close_attempts(
                 d.retry_after,
                 d.provider_message_id,
             )
-            for d in sorted(decisions, key=lambda d: d.message_id)
+            for d in decisions
         ],
     )
-    await session.execute(
+    connection = await session.connection()
+    await connection.execute(
         update(MessageAttempt)
         .where(
             MessageAttempt.message_id == v.c.id,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mcep.auth.principal import Principal, scope_to_owner
@@ -201,20 +201,28 @@ class ClaimedMessage:
         return f"{self.id}:{self.attempt}"
 
 
+def _waiting() -> ColumnElement[bool]:
+    """``state IN ('queued', 'retry_scheduled')`` with the values written into the SQL, so
+    PostgreSQL can prove it matches the partial index ``ix_messages_waiting``."""
+    values = sorted(WAITING)
+    return Message.state.in_(bindparam("waiting", values, expanding=True, literal_execute=True))
+
+
 def _due(now: datetime, limit: int) -> Select[uuid.UUID]:
     """Ids of due messages of dispatching campaigns (and due notices, which have no campaign),
-    oldest first, skipping locked rows."""
+    oldest first, skipping locked rows. It walks ``ix_messages_waiting`` in order and stops
+    after ``limit`` rows, however many are waiting."""
+    dispatching = select(Campaign.id).where(Campaign.status.in_(DISPATCHING))
     return (
         select(Message.id)
-        .outerjoin(Campaign, Campaign.id == Message.campaign_id)
         .where(
-            Message.state.in_(WAITING),
+            _waiting(),
             Message.next_attempt_at <= now,
-            or_(Campaign.status.in_(DISPATCHING), Message.campaign_id.is_(None)),
+            or_(Message.campaign_id.is_(None), Message.campaign_id.in_(dispatching)),
         )
         .order_by(Message.next_attempt_at, Message.id)
         .limit(limit)
-        .with_for_update(of=Message, skip_locked=True)
+        .with_for_update(skip_locked=True)
     )
 
 
@@ -234,7 +242,8 @@ async def _open_attempts(
         for m in claimed
     ]
     if rows:
-        await session.execute(insert(MessageAttempt), rows)
+        connection = await session.connection()  # Core: no ORM bookkeeping on the hot path
+        await connection.execute(insert(MessageAttempt), rows)
 
 
 async def claim_due(
@@ -248,9 +257,10 @@ async def claim_due(
     lease expired can't overwrite the attempt that replaced it.
     """
     expires = now + lease
+    due = _due(now, limit).subquery("due")
     stmt = (
         update(Message)
-        .where(Message.id.in_(_due(now, limit)), Message.state.in_(WAITING))
+        .where(Message.id == due.c.id, Message.state.in_(WAITING))
         .values(
             state=MessageState.SENDING,
             lease_owner=owner,
@@ -260,6 +270,7 @@ async def claim_due(
         )
         .returning(*_KEYS, Message.attempts, Message.failures, Message.content_enc, Message.kind)
     )
+    connection = await session.connection()
     claimed = sorted(
         (
             ClaimedMessage(
@@ -270,7 +281,7 @@ async def claim_due(
                 lease_expires_at=expires,
                 kind=row[10],
             )
-            for row in await session.execute(stmt)
+            for row in await connection.execute(stmt)
         ),
         key=lambda m: m.id,
     )

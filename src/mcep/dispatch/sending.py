@@ -93,7 +93,11 @@ class TokenCache:
         cached = self._refs.get(device.id)
         if cached is not None and cached[0] == device.token_enc:
             ref = cached[1]
-            if (ref.base_url, ref.address) == (device.base_url, device.address):
+            if (ref.base_url, ref.address, dict(ref.options)) == (
+                device.base_url,
+                device.address,
+                device.options,
+            ):
                 return ref
         ref = device_ref(device, self._keyring)
         self._refs[device.id] = (device.token_enc, ref)
@@ -109,8 +113,9 @@ async def load_facts(
 ) -> BatchFacts:
     """Recipients, consents, devices, retry rules and WhatsApp windows of a batch (five reads)."""
     facts = BatchFacts()
+    connection = await session.connection()  # Core reads: no ORM bookkeeping on the hot path
     prospect_ids = sorted({m.prospect_id for m in claimed})
-    for row in await session.execute(
+    for row in await connection.execute(
         select(
             Prospect.id,
             Prospect.wrapped_key,
@@ -123,7 +128,7 @@ async def load_facts(
         facts.recipients[row.id] = Recipient(
             row.wrapped_key, row.handles_enc, row.opted_out, row.erased_at is not None, row.timezone
         )
-    consents = await session.execute(
+    consents = await connection.execute(
         select(ProspectConsent.prospect_id, ProspectConsent.channel).where(
             ProspectConsent.prospect_id.in_(prospect_ids),
             ProspectConsent.status == ConsentStatus.GRANTED,
@@ -141,7 +146,7 @@ async def load_facts(
     facts.rules = await _rules(session, {m.campaign_id for m in claimed if m.campaign_id})
     whatsapp = sorted({m.prospect_id for m in claimed if m.channel is Channel.WHATSAPP})
     if whatsapp:
-        recent = await session.scalars(
+        recent = await connection.scalars(
             select(InboundMessage.prospect_id)
             .where(
                 InboundMessage.prospect_id.in_(whatsapp),

@@ -8,12 +8,12 @@ from __future__ import annotations
 import itertools
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from mcep.audit.models import AuditEntry
 from mcep.auth.models import Role
 from mcep.campaigns.models import Campaign, CampaignStatus
-from mcep.channels.base import Platform
+from mcep.channels.base import ChannelAdapter, Platform
 from mcep.contacts.models import Channel, Prospect
 from mcep.dispatch import recording, repository
 from mcep.dispatch.models import Event, Message, MessageAttempt, MessageState
@@ -234,3 +234,23 @@ async def _status(runtime: Runtime, campaign_id: object) -> CampaignStatus:
         campaign = await session.get(Campaign, campaign_id)
         assert campaign is not None
         return campaign.status
+
+
+async def test_a_batch_larger_than_one_statement_is_recorded_whole(runtime: Runtime) -> None:
+    pm = await make_actor(runtime, Role.PM)
+    await world.add_device(runtime, "http://127.0.0.1:9", Platform.TELEGRAM)
+    prospects = await world.add_prospects(runtime, pm, [Channel.TELEGRAM], 1200)
+    campaign_id = await world.launch(runtime, pm, prospects, now=T0)
+    provider = world.AcceptAll(Platform.TELEGRAM)
+    adapters: dict[Platform, ChannelAdapter] = {Platform.TELEGRAM: provider}
+    worker = world.dispatcher(runtime, adapters, clock=Clock(), batch=1200)
+    report = await world.run(worker)
+    assert report.claimed == 1200 and report.states == {MessageState.SENT: 1200}
+    assert report.completed == [campaign_id]
+    assert len(set(provider.sent)) == 1200
+    assert await world.states(runtime, campaign_id) == {MessageState.SENT: 1200}
+    async with runtime.sessions() as session:
+        closed = await session.scalar(
+            select(func.count()).where(MessageAttempt.outcome == "accepted")
+        )
+    assert closed == 1200

@@ -22,7 +22,16 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from sqlalchemy import func, select
 
-from mcep.channels.base import ChannelAdapter, Platform
+from mcep.channels.base import (
+    Accepted,
+    ChannelAdapter,
+    DeviceRef,
+    Health,
+    HealthStatus,
+    OutboundMessage,
+    Platform,
+    SendResult,
+)
 from mcep.channels.http import close_sessions, open_sessions
 from mcep.channels.registry import build_adapters
 from mcep.contacts import service as contacts_service
@@ -69,6 +78,21 @@ async def sandbox(behaviour: Behaviour | None = None, **state: Any) -> AsyncIter
             yield Sandbox(url, sandbox_state, build_adapters(sessions))
     finally:
         await close_sessions(sessions)
+
+
+@dataclass
+class AcceptAll:
+    """A provider that accepts every send at once (for tests about the worker, not HTTP)."""
+
+    platform: Platform
+    sent: list[str] = field(default_factory=list)
+
+    async def send(self, message: OutboundMessage, device: DeviceRef) -> SendResult:
+        self.sent.append(message.key)
+        return Accepted(provider_message_id=f"{self.platform.value}.{len(self.sent)}")
+
+    async def probe(self, device: DeviceRef) -> Health:
+        return Health(HealthStatus.OK)
 
 
 @dataclass(frozen=True)
