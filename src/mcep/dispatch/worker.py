@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from limits.aio.strategies import MovingWindowRateLimiter, RateLimiter
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mcep.channels.base import Platform, RetryLater
@@ -57,6 +58,7 @@ from mcep.worker.base import WorkerContext, every
 
 log = logging.getLogger(__name__)
 ACTOR = "worker:dispatch"
+RECORD_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +131,17 @@ class Dispatcher:
         early: list[Decision] = []
         ready: list[Prepared] = []
         for message in claimed:
-            prepared = prepare(
-                message, facts, keyring=runtime.keyring, pm_limit=self.options.pm_limit, keys=keys
-            )
+            try:
+                prepared = prepare(
+                    message,
+                    facts,
+                    keyring=runtime.keyring,
+                    pm_limit=self.options.pm_limit,
+                    keys=keys,
+                )
+            except Exception as exc:  # one unreadable message must not sink its batch forever
+                log.exception("message %s could not be prepared", message.id)
+                prepared = Refused(f"could not be prepared: {type(exc).__name__}", "unreadable")
             if isinstance(prepared, Prepared):
                 ready.append(prepared)
             else:
@@ -140,6 +150,7 @@ class Dispatcher:
         decisions = early + self._decisions(sent, facts)
         report = await self._record(claimed, decisions, facts)
         report.claimed = len(claimed)
+        report.completed = await self._complete(claimed)
         return report
 
     # --- 1. claim ------------------------------------------------------------------------
@@ -241,6 +252,21 @@ class Dispatcher:
     async def _record(
         self, claimed: Sequence[ClaimedMessage], decisions: list[Decision], facts: BatchFacts
     ) -> BatchReport:
+        """Write the outcomes; a failed transaction (a deadlock, a dropped connection) changed
+        nothing, so it is tried again rather than leaving sent messages to be sent twice."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                return await self._record_once(claimed, decisions, facts)
+            except DBAPIError:
+                if attempt == RECORD_ATTEMPTS:
+                    raise
+                log.warning("recording a batch failed (try %d); trying again", attempt)
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+    async def _record_once(
+        self, claimed: Sequence[ClaimedMessage], decisions: list[Decision], facts: BatchFacts
+    ) -> BatchReport:
         report = BatchReport()
         by_id = {m.id: m for m in claimed}
         now = self.context.clock()
@@ -267,13 +293,22 @@ class Dispatcher:
             report.opted_out = await recording.opt_out(session, opted, actor=ACTOR, now=now)
         for decision in current:
             report.states[decision.state] = report.states.get(decision.state, 0) + 1
+        return report
+
+    async def _complete(self, claimed: Sequence[ClaimedMessage]) -> list[uuid.UUID]:
+        """Complete the batch's campaigns that have nothing left to send (the ``leases`` job
+        catches any this misses)."""
         campaigns = {m.campaign_id for m in claimed if m.campaign_id is not None}
-        if campaigns:
+        if not campaigns:
+            return []
+        try:
             async with self.context.runtime.sessions() as session, session.begin():
-                report.completed = await recording.complete_campaigns(
+                return await recording.complete_campaigns(
                     session, campaigns, now=self.context.clock()
                 )
-        return report
+        except DBAPIError:
+            log.warning("completing campaigns failed; the leases job will retry", exc_info=True)
+            return []
 
     async def _reallocate(
         self,

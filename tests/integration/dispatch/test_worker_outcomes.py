@@ -254,3 +254,22 @@ async def test_a_batch_larger_than_one_statement_is_recorded_whole(runtime: Runt
             select(func.count()).where(MessageAttempt.outcome == "accepted")
         )
     assert closed == 1200
+
+
+async def test_an_unreadable_message_fails_alone(runtime: Runtime) -> None:
+    pm = await make_actor(runtime, Role.PM)
+    await world.add_device(runtime, "http://127.0.0.1:9", Platform.TELEGRAM)
+    broken, fine = await world.add_prospects(runtime, pm, [Channel.TELEGRAM], 2)
+    await world.launch(runtime, pm, [broken, fine], now=T0)
+    async with runtime.sessions() as session, session.begin():
+        await session.execute(
+            update(Message).where(Message.prospect_id == broken).values(content_enc=b"x" * 40)
+        )
+    adapters: dict[Platform, ChannelAdapter] = {
+        Platform.TELEGRAM: world.AcceptAll(Platform.TELEGRAM)
+    }
+    report = await world.run(world.dispatcher(runtime, adapters, clock=Clock()))
+    assert report.states == {MessageState.FAILED: 1, MessageState.SENT: 1}
+    (failed,) = await world.messages(runtime, Message.state == MessageState.FAILED)
+    assert failed.prospect_id == broken
+    assert failed.last_error == "could not be prepared: InvalidTag"
