@@ -1,6 +1,7 @@
 """From a claimed message to a provider's answer: the facts a batch needs, read in bulk; the
 outbound message (recipient handle and body opened under the prospect's own key, text or
-WhatsApp template); the rate limits; and the send itself.
+WhatsApp template) with the rate limits it must pass (see :mod:`mcep.dispatch.budget`); and
+the send itself.
 
 The 24-hour rule: WhatsApp lets a business send free text only within 24 hours of the
 person's last message to it; outside that window only an approved template may open the
@@ -15,11 +16,10 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from limits.aio.strategies import RateLimiter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,8 +37,8 @@ from mcep.contacts.crypto import DataKey, Keyring
 from mcep.contacts.models import Channel, ConsentStatus, Prospect, ProspectConsent
 from mcep.dispatch.content import MessageContent, open_content
 from mcep.dispatch.models import MessageKind
-from mcep.dispatch.outcomes import Attempted, Deferred, NeedsDevice, Refused
-from mcep.dispatch.rates import Check, acquire, send_checks
+from mcep.dispatch.outcomes import Attempted, NeedsDevice, Refused
+from mcep.dispatch.rates import Check, send_checks
 from mcep.dispatch.repository import ClaimedMessage
 from mcep.fleet.models import Device, DeviceStatus
 from mcep.fleet.service import device_ref
@@ -273,17 +273,9 @@ class Sent:
 
 
 async def send_prepared(
-    prepared: Prepared,
-    adapter: ChannelAdapter,
-    limiter: RateLimiter,
-    *,
-    clock: Callable[[], datetime],
-    send_timeout: float,
+    prepared: Prepared, adapter: ChannelAdapter, *, send_timeout: float
 ) -> Sent:
-    """Pass the rate limits, then send (text or template, see the module's note)."""
-    wait = await acquire(limiter, prepared.checks)
-    if wait > 0:
-        return Sent(prepared, Deferred(at=clock() + timedelta(seconds=wait)))
+    """Send one message the rate limits admitted (text or template, see the module's note)."""
     first = prepared.template if prepared.template_first else prepared.text
     assert first is not None
     result = await _send(adapter, first, prepared.device, send_timeout=send_timeout)

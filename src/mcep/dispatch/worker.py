@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mcep.channels.base import Platform, RetryLater
 from mcep.contacts.crypto import DataKey
 from mcep.dispatch import recording, repository
+from mcep.dispatch.budget import admit
 from mcep.dispatch.models import MessageKind, MessageState
 from mcep.dispatch.outcomes import (
     Decision,
@@ -146,8 +147,15 @@ class Dispatcher:
                 ready.append(prepared)
             else:
                 early.append(self._decide(message, prepared, facts))
-        sent = await asyncio.gather(*(self._send(p) for p in ready))
-        decisions = early + self._decisions(sent, facts)
+        admission = await admit(self.limiter, ready)
+        now = self.context.clock()
+        waiting = [
+            Sent(p, Deferred(at=now + timedelta(seconds=admission.waits[p.claimed.id])))
+            for p in ready
+            if p.claimed.id in admission.waits
+        ]
+        sent = await asyncio.gather(*(self._send(p) for p in admission.admitted))
+        decisions = early + self._decisions([*sent, *waiting], facts)
         report = await self._record(claimed, decisions, facts)
         report.claimed = len(claimed)
         report.completed = await self._complete(claimed)
@@ -178,13 +186,7 @@ class Dispatcher:
             reason = f"this worker has no {prepared.claimed.channel.value} adapter"
             return Sent(prepared, RetryLater(reason=reason, code="no_adapter"))
         async with self.gate:
-            return await send_prepared(
-                prepared,
-                adapter,
-                self.limiter,
-                clock=self.context.clock,
-                send_timeout=self.options.timeout,
-            )
+            return await send_prepared(prepared, adapter, send_timeout=self.options.timeout)
 
     def _decide(
         self, message: ClaimedMessage, attempted: Refused | NeedsDevice, facts: BatchFacts
