@@ -124,38 +124,13 @@ class Dispatcher:
         return (await self.run_batch()).claimed
 
     async def run_batch(self) -> BatchReport:
+        """Claim, send and record one batch (see the module's note)."""
         claimed, facts = await self._claim()
         if not claimed:
             return BatchReport()
-        keys: dict[uuid.UUID, DataKey] = {}
-        runtime = self.context.runtime
-        early: list[Decision] = []
-        ready: list[Prepared] = []
-        for message in claimed:
-            try:
-                prepared = prepare(
-                    message,
-                    facts,
-                    keyring=runtime.keyring,
-                    pm_limit=self.options.pm_limit,
-                    keys=keys,
-                )
-            except Exception as exc:  # one unreadable message must not sink its batch forever
-                log.exception("message %s could not be prepared", message.id)
-                prepared = Refused(f"could not be prepared: {type(exc).__name__}", "unreadable")
-            if isinstance(prepared, Prepared):
-                ready.append(prepared)
-            else:
-                early.append(self._decide(message, prepared, facts))
-        admission = await admit(self.limiter, ready)
-        now = self.context.clock()
-        waiting = [
-            Sent(p, Deferred(at=now + timedelta(seconds=admission.waits[p.claimed.id])))
-            for p in ready
-            if p.claimed.id in admission.waits
-        ]
-        sent = await asyncio.gather(*(self._send(p) for p in admission.admitted))
-        decisions = early + self._decisions([*sent, *waiting], facts)
+        ready, early = self._prepare(claimed, facts)
+        sent = await self._send_admitted(ready)
+        decisions = early + self._decisions(sent, facts)
         report = await self._record(claimed, decisions, facts)
         report.claimed = len(claimed)
         report.completed = await self._complete(claimed)
@@ -179,6 +154,43 @@ class Dispatcher:
         return claimed, facts
 
     # --- 2. send -------------------------------------------------------------------------
+
+    def _prepare(
+        self, claimed: Sequence[ClaimedMessage], facts: BatchFacts
+    ) -> tuple[list[Prepared], list[Decision]]:
+        """The messages ready to go, and the decisions for those that can't or must not."""
+        keys: dict[uuid.UUID, DataKey] = {}
+        ready: list[Prepared] = []
+        early: list[Decision] = []
+        for message in claimed:
+            try:
+                prepared = prepare(
+                    message,
+                    facts,
+                    keyring=self.context.runtime.keyring,
+                    pm_limit=self.options.pm_limit,
+                    keys=keys,
+                )
+            except Exception as exc:  # one unreadable message must not sink its batch forever
+                log.exception("message %s could not be prepared", message.id)
+                prepared = Refused(f"could not be prepared: {type(exc).__name__}", "unreadable")
+            if isinstance(prepared, Prepared):
+                ready.append(prepared)
+            else:
+                early.append(self._decide(message, prepared, facts))
+        return ready, early
+
+    async def _send_admitted(self, ready: Sequence[Prepared]) -> list[Sent]:
+        """Send what the rate limits admit, concurrently; the rest waits its turn."""
+        admission = await admit(self.limiter, ready)
+        now = self.context.clock()
+        waiting = [
+            Sent(p, Deferred(at=now + timedelta(seconds=admission.waits[p.claimed.id])))
+            for p in ready
+            if p.claimed.id in admission.waits
+        ]
+        sent = await asyncio.gather(*(self._send(p) for p in admission.admitted))
+        return [*sent, *waiting]
 
     async def _send(self, prepared: Prepared) -> Sent:
         adapter = self.context.adapters.get(Platform(prepared.claimed.channel.value))
