@@ -112,28 +112,9 @@ def decide(
         case RetryLater():
             return _retry(base, attempted, policy=policy, now=now)
         case PermanentFailure():
-            return replace(
-                base,
-                state=MessageState.FAILED,
-                outcome="failed",
-                event=EventKind.FAILED,
-                code=attempted.code,
-                reason=_reason(attempted.reason),
-                opt_out=attempted.opted_out,
-            )
+            return _failed(base, attempted)
         case DeviceFailure():
-            return replace(
-                base,
-                state=MessageState.QUEUED,
-                outcome="device_failure",
-                event=EventKind.REQUEUED,
-                code=attempted.code,
-                reason=_reason(attempted.reason),
-                retry_after=attempted.retry_after,
-                next_attempt_at=now,
-                reallocate=True,
-                device_report=device_status_after(attempted),
-            )
+            return _device_failed(base, attempted, now=now)
         case Deferred(at=at, reason=reason):
             return replace(
                 base,
@@ -162,6 +143,34 @@ def decide(
                 reallocate=True,
             )
     raise TypeError(f"not an attempt outcome: {attempted!r}")
+
+
+def _failed(base: Decision, result: PermanentFailure) -> Decision:
+    return replace(
+        base,
+        state=MessageState.FAILED,
+        outcome="failed",
+        event=EventKind.FAILED,
+        code=result.code,
+        reason=_reason(result.reason),
+        opt_out=result.opted_out,
+    )
+
+
+def _device_failed(base: Decision, result: DeviceFailure, *, now: datetime) -> Decision:
+    """Back in line at once, for another device to take; the device is reported."""
+    return replace(
+        base,
+        state=MessageState.QUEUED,
+        outcome="device_failure",
+        event=EventKind.REQUEUED,
+        code=result.code,
+        reason=_reason(result.reason),
+        retry_after=result.retry_after,
+        next_attempt_at=now,
+        reallocate=True,
+        device_report=device_status_after(result),
+    )
 
 
 def _retry(base: Decision, result: RetryLater, *, policy: RetryPolicy, now: datetime) -> Decision:

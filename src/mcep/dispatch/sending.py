@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mcep.campaigns.models import Campaign, EngagementProfile
 from mcep.campaigns.rules import ProfileRules, rules_of
@@ -112,10 +112,22 @@ async def load_facts(
     now: datetime,
 ) -> BatchFacts:
     """Recipients, consents, devices, retry rules and WhatsApp windows of a batch (five reads)."""
-    facts = BatchFacts()
     connection = await session.connection()  # Core reads: no ORM bookkeeping on the hot path
     prospect_ids = sorted({m.prospect_id for m in claimed})
-    for row in await connection.execute(
+    whatsapp = sorted({m.prospect_id for m in claimed if m.channel is Channel.WHATSAPP})
+    return BatchFacts(
+        recipients=await _recipients(connection, prospect_ids),
+        consented=await _consented(connection, prospect_ids),
+        senders=await _senders(session, claimed, tokens),
+        rules=await _rules(session, {m.campaign_id for m in claimed if m.campaign_id}),
+        whatsapp_window=await _wrote_lately(connection, whatsapp, since=now - WHATSAPP_WINDOW),
+    )
+
+
+async def _recipients(
+    connection: AsyncConnection, prospect_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Recipient]:
+    rows = await connection.execute(
         select(
             Prospect.id,
             Prospect.wrapped_key,
@@ -124,39 +136,53 @@ async def load_facts(
             Prospect.erased_at,
             Prospect.timezone,
         ).where(Prospect.id.in_(prospect_ids))
-    ):
-        facts.recipients[row.id] = Recipient(
+    )
+    return {
+        row.id: Recipient(
             row.wrapped_key, row.handles_enc, row.opted_out, row.erased_at is not None, row.timezone
         )
-    consents = await connection.execute(
+        for row in rows
+    }
+
+
+async def _consented(
+    connection: AsyncConnection, prospect_ids: list[uuid.UUID]
+) -> set[tuple[uuid.UUID, Channel]]:
+    rows = await connection.execute(
         select(ProspectConsent.prospect_id, ProspectConsent.channel).where(
             ProspectConsent.prospect_id.in_(prospect_ids),
             ProspectConsent.status == ConsentStatus.GRANTED,
         )
     )
-    facts.consented = {(pid, channel) for pid, channel in consents}
+    return {(pid, channel) for pid, channel in rows}
+
+
+async def _senders(
+    session: AsyncSession, claimed: Sequence[ClaimedMessage], tokens: TokenCache
+) -> dict[uuid.UUID, Sender]:
     device_ids = sorted({m.device_id for m in claimed if m.device_id is not None})
-    if device_ids:
-        for device in (
-            await session.scalars(select(Device).where(Device.id.in_(device_ids)))
-        ).all():
-            facts.senders[device.id] = Sender(
-                tokens.ref(device), device.status, device.rate_per_minute
-            )
-    facts.rules = await _rules(session, {m.campaign_id for m in claimed if m.campaign_id})
-    whatsapp = sorted({m.prospect_id for m in claimed if m.channel is Channel.WHATSAPP})
-    if whatsapp:
-        recent = await connection.scalars(
-            select(InboundMessage.prospect_id)
-            .where(
-                InboundMessage.prospect_id.in_(whatsapp),
-                InboundMessage.channel == Channel.WHATSAPP,
-                InboundMessage.at >= now - WHATSAPP_WINDOW,
-            )
-            .distinct()
+    if not device_ids:
+        return {}
+    devices = await session.scalars(select(Device).where(Device.id.in_(device_ids)))
+    return {d.id: Sender(tokens.ref(d), d.status, d.rate_per_minute) for d in devices.all()}
+
+
+async def _wrote_lately(
+    connection: AsyncConnection, prospect_ids: list[uuid.UUID], *, since: datetime
+) -> set[uuid.UUID]:
+    """The prospects who wrote to us on WhatsApp since ``since``."""
+    if not prospect_ids:
+        return set()
+    rows = await connection.scalars(
+        select(InboundMessage.prospect_id)
+        .where(
+            InboundMessage.prospect_id.in_(prospect_ids),
+            InboundMessage.channel == Channel.WHATSAPP,
+            InboundMessage.at >= since,
         )
-        facts.whatsapp_window = {pid for pid in recent.all() if pid is not None}
-    return facts
+        .distinct()
+    )
+    return {pid for pid in rows.all() if pid is not None}
 
 
 async def _rules(
