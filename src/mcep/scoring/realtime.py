@@ -256,7 +256,7 @@ def _fold(
     *,
     now: datetime,
 ) -> _Lead:
-    tz = _zone(prospect.timezone)
+    tz = prospect_zone(prospect.timezone)
     state = FeatureState.from_dict(previous.state, tz=tz) if previous else FeatureState(tz=tz)
     for event in events:
         state.add(_engagement(event, texts.get(event.id)))
@@ -456,7 +456,8 @@ def numeric_attributes(attributes: Mapping[str, Any]) -> dict[str, float]:
     return found
 
 
-def _zone(name: str) -> ZoneInfo:
+def prospect_zone(name: str) -> ZoneInfo:
+    """The prospect's time zone (UTC if the name is unknown here)."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

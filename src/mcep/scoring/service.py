@@ -25,7 +25,7 @@ from mcep.scoring.champion import ModelCache
 from mcep.scoring.features import FeatureState, vector_from_json, vector_to_json
 from mcep.scoring.model import Contribution
 from mcep.scoring.models import FeedbackLabel, LeadFeedback, LeadState
-from mcep.scoring.realtime import numeric_attributes
+from mcep.scoring.realtime import numeric_attributes, prospect_zone
 from mcep.scoring.schemas import (
     ContributionOut,
     FeedbackIn,
@@ -60,15 +60,15 @@ async def give_feedback(
     keyring: Keyring,
     now: datetime,
 ) -> FeedbackOut:
-    """Record a verdict with the features as they stand; a reset re-arms qualification."""
+    """Record a verdict with the features as they stand now (the training example); a reset
+    re-arms qualification: the next score at or above the threshold qualifies again."""
     principal.require(Permission.OWNED_WRITE)
     prospect = await repo.get_prospect(session, principal, prospect_id, for_update=True)
     state = await repo.lead_state(session, prospect_id)
-    if state is not None:
-        features = dict(state.features)
-    else:
-        empty = FeatureState().features(now=now, attributes=numeric_attributes(prospect.attributes))
-        features = vector_to_json(empty)
+    zone = prospect_zone(prospect.timezone)
+    aggregates = FeatureState.from_dict(state.state, tz=zone) if state else FeatureState(tz=zone)
+    attributes = numeric_attributes(prospect.attributes)
+    features = vector_to_json(aggregates.features(now=now, attributes=attributes))
     feedback_id = uuid.uuid4()
     key = keyring.unwrap(prospect.wrapped_key) if prospect.wrapped_key else None
     row = LeadFeedback(

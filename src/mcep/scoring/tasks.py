@@ -77,7 +77,8 @@ class BatchScorer:
 
 class RetrainingJob:
     """Trains a challenger from advisor feedback every ``retrain_interval`` seconds (off when
-    unset) and promotes it only if it beats the champion on the same hold-out."""
+    unset) and promotes it only if it beats the champion on the same hold-out. It trains only
+    when feedback arrived since the last challenger; switch it on for one worker process."""
 
     name = "retraining"
 

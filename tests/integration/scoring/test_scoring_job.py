@@ -21,7 +21,7 @@ from mcep.scoring import realtime
 from mcep.scoring import repository as repo
 from mcep.scoring.champion import ModelCache
 from mcep.scoring.features import EngagementEvent, EventKind, FeatureState, compute_features
-from mcep.scoring.models import FeedbackLabel, LeadScore, LeadState
+from mcep.scoring.models import FeedbackLabel, LeadFeedback, LeadScore, LeadState
 from mcep.scoring.realtime import BatchResult, GapGuard
 from mcep.scoring.schemas import FeedbackIn
 from mcep.scoring.service import give_feedback
@@ -334,3 +334,26 @@ async def test_retraining_is_off_unless_an_interval_is_set(runtime: Runtime) -> 
     assert not task.done()
     stop.set()
     await asyncio.wait_for(task, timeout=5)
+
+
+async def test_feedback_keeps_the_features_as_they_stand_when_given(
+    runtime: Runtime, pm: Actor
+) -> None:
+    [prospect] = await campaign_builders.add_prospects(runtime, pm, 1)
+    await interested_history(runtime, pm, prospect)
+    await run_batch(runtime)
+    later = NOW + timedelta(days=10)
+    async with runtime.sessions() as session, session.begin():
+        out = await give_feedback(
+            session, campaign_builders.principal(pm), prospect,
+            FeedbackIn(label=FeedbackLabel.CONVERTED, note="signed"), keyring=runtime.keyring,
+            now=later,
+        )  # fmt: skip
+    async with runtime.sessions() as session:
+        row = await session.get_one(LeadFeedback, out.id)
+    sent_at = b.T0 + timedelta(minutes=1)
+    assert row.features["days_since_last_contact"] == pytest.approx(
+        (later - sent_at) / timedelta(days=1)
+    )
+    assert row.features["intent_interest"] == 1.0 and row.label is FeedbackLabel.CONVERTED
+    assert row.note_enc is not None and b"signed" not in row.note_enc
