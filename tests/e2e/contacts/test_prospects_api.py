@@ -7,11 +7,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from tests.conftest import Actor
 
 from mcep.audit.models import AuditEntry
 from mcep.contacts.models import ConsentEntry, Prospect
 from mcep.runtime import Runtime
+from tests.conftest import Actor
 
 P = "/api/v1/prospects"
 

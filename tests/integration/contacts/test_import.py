@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from tests.conftest import make_actor
 from typer.testing import CliRunner, Result
 
 from mcep.audit import service as audit_service
@@ -15,6 +14,7 @@ from mcep.auth.models import Role
 from mcep.cli.main import app as cli
 from mcep.contacts.models import ConsentEntry, Prospect, ProspectTag
 from mcep.runtime import Runtime
+from tests.conftest import make_actor
 
 GOOD = """name,phone,timezone,telegram,consent,tags,attr.segment
 Ana Lima,+44 20 7946 0958,Europe/London,,whatsapp;signal,vip;uk,hnw

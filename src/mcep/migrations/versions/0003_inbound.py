@@ -41,9 +41,7 @@ def upgrade() -> None:
         sa.Column("text_sha256", sa.String(length=64), nullable=False),
         sa.Column("is_stop", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbound_messages")),
-        sa.UniqueConstraint(
-            "channel", "event_id", name=op.f("uq_inbound_messages_channel")
-        ),
+        sa.UniqueConstraint("channel", "event_id", name=op.f("uq_inbound_messages_channel")),
     )
     op.create_index("ix_inbound_messages_prospect_at", "inbound_messages", ["prospect_id", "at"])
     op.create_index("ix_inbound_messages_pm_at", "inbound_messages", ["pm_id", "at"])
