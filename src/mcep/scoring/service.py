@@ -19,6 +19,7 @@ from mcep.audit import service as audit
 from mcep.auth.models import Role
 from mcep.auth.principal import Permission, Principal
 from mcep.contacts.crypto import Keyring
+from mcep.contacts.models import Prospect
 from mcep.errors import Forbidden
 from mcep.scoring import repository as repo
 from mcep.scoring.champion import ModelCache
@@ -65,10 +66,6 @@ async def give_feedback(
     principal.require(Permission.OWNED_WRITE)
     prospect = await repo.get_prospect(session, principal, prospect_id, for_update=True)
     state = await repo.lead_state(session, prospect_id)
-    zone = prospect_zone(prospect.timezone)
-    aggregates = FeatureState.from_dict(state.state, tz=zone) if state else FeatureState(tz=zone)
-    attributes = numeric_attributes(prospect.attributes)
-    features = vector_to_json(aggregates.features(now=now, attributes=attributes))
     feedback_id = uuid.uuid4()
     key = keyring.unwrap(prospect.wrapped_key) if prospect.wrapped_key else None
     row = LeadFeedback(
@@ -77,7 +74,7 @@ async def give_feedback(
         pm_id=prospect.pm_id,
         label=body.label,
         note_enc=key.seal(_note_field(feedback_id), body.note) if key and body.note else None,
-        features=features,
+        features=_features_now(prospect, state, now=now),
         score=state.score if state else None,
         actor=principal.actor,
         at=now,
@@ -93,22 +90,32 @@ async def give_feedback(
         action="lead.reset" if body.label is FeedbackLabel.RESET else "lead.feedback",
         object_type="prospect",
         object_id=str(prospect_id),
-        details={
-            "label": body.label.value,
-            "score": row.score,
-            "was_qualified": was_qualified,
-            "note": body.note is not None,
-        },
+        details={"label": body.label.value, "score": row.score, "was_qualified": was_qualified,
+                 "note": body.note is not None},
         at=now,
-    )
+    )  # fmt: skip
+    return _feedback_out(row, note=body.note)
+
+
+def _features_now(
+    prospect: Prospect, state: LeadState | None, *, now: datetime
+) -> dict[str, float | None]:
+    """The prospect's feature vector as of ``now``, from its stored aggregates."""
+    zone = prospect_zone(prospect.timezone)
+    aggregates = FeatureState.from_dict(state.state, tz=zone) if state else FeatureState(tz=zone)
+    attributes = numeric_attributes(prospect.attributes)
+    return vector_to_json(aggregates.features(now=now, attributes=attributes))
+
+
+def _feedback_out(row: LeadFeedback, *, note: str | None) -> FeedbackOut:
     return FeedbackOut(
         id=row.id,
-        prospect_id=prospect_id,
+        prospect_id=row.prospect_id,
         label=row.label,
-        note=body.note,
+        note=note,
         score=row.score,
         actor=row.actor,
-        at=now,
+        at=row.at,
     )
 
 
@@ -230,14 +237,8 @@ async def lead_detail(
             for h in history
         ],
         feedback=[
-            FeedbackOut(
-                id=f.id,
-                prospect_id=f.prospect_id,
-                label=f.label,
-                note=key.open(_note_field(f.id), f.note_enc) if key and f.note_enc else None,
-                score=f.score,
-                actor=f.actor,
-                at=f.at,
+            _feedback_out(
+                f, note=key.open(_note_field(f.id), f.note_enc) if key and f.note_enc else None
             )
             for f in feedback
         ],
