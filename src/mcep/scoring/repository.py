@@ -329,9 +329,11 @@ async def stale_states(
         conditions.append(and_(owner, differs))
     if not conditions:
         return []
+    # Erased prospects are never scored again, so they must not stay "stale" forever.
     rows = await session.scalars(
         select(LeadState.prospect_id)
-        .where(or_(*conditions))
+        .join(Prospect, Prospect.id == LeadState.prospect_id)
+        .where(or_(*conditions), Prospect.erased_at.is_(None))
         .order_by(LeadState.prospect_id)
         .limit(limit)
     )

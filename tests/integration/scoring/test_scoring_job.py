@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from mcep.auth.models import Role
 from mcep.campaigns.models import EngagementProfile
+from mcep.contacts import service as contacts_service
 from mcep.contacts.models import Prospect
 from mcep.dispatch.models import Event
 from mcep.runtime import Runtime
@@ -357,3 +358,31 @@ async def test_feedback_keeps_the_features_as_they_stand_when_given(
     )
     assert row.features["intent_interest"] == 1.0 and row.label is FeedbackLabel.CONVERTED
     assert row.note_enc is not None and b"signed" not in row.note_enc
+
+
+async def test_erased_prospects_are_left_alone(runtime: Runtime, pm: Actor) -> None:
+    gone, kept = await campaign_builders.add_prospects(runtime, pm, 2)
+    await interested_history(runtime, pm, gone)
+    await interested_history(runtime, pm, kept)
+    models = ModelCache(max_age=0)
+    await drain(runtime, models)
+    async with runtime.sessions() as session, session.begin():
+        await contacts_service.erase(
+            session, campaign_builders.principal(pm), gone, keyring=runtime.keyring
+        )
+    champion = await b.register(runtime, promote=True)
+    async with runtime.sessions() as session:
+        stale = await repo.stale_states(session, scope_versions={None: champion.id or 0}, limit=9)
+    assert stale == [kept]
+    async with runtime.sessions() as session, session.begin():
+        assert (await realtime.rescore_stale(session, models=models, now=NOW, limit=1)).scored == 1
+        assert (await realtime.rescore_stale(session, models=models, now=NOW, limit=1)).scored == 0
+    gone_state, kept_state = await state_of(runtime, gone), await state_of(runtime, kept)
+    assert gone_state is not None and gone_state.score is None
+    assert kept_state is not None and kept_state.score is not None
+    # New events about an erased prospect change nothing either.
+    assert pm.pm_id is not None
+    await b.add_events(runtime, b.contact(gone, pm.pm_id, at=b.T0 + timedelta(days=1)))
+    await drain(runtime, models)
+    again = await state_of(runtime, gone)
+    assert again is not None and again.events_seen == gone_state.events_seen
