@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from scratch_db import drop_database, scratch_database
+from sqlalchemy import func, select
 
 from mcep.auth import service as auth_service
 from mcep.auth.models import Role
@@ -56,22 +56,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def scratch_database(url: str) -> tuple[str, str]:
-    name = f"mcep_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    await admin.dispose()
-    return url.rpartition("/")[0] + "/" + name, name
-
-
-async def drop_database(url: str, name: str) -> None:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    await admin.dispose()
 
 
 def start_sandbox(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
@@ -244,7 +228,8 @@ async def main(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         await runtime.aclose()
-        await drop_database(args.database_url, scratch)
+        if scratch:
+            await drop_database(args.database_url, scratch)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ import base64
 import csv
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from scratch_db import drop_database, scratch_database
 
 from mcep.auth import service as auth_service
 from mcep.auth.models import Role
@@ -36,24 +34,6 @@ def write_csv(path: Path, rows: int) -> None:
         for i in range(rows):
             phone = f"+1212{200 + i // 10000:03d}{i % 10000:04d}"
             out.writerow([f"Prospect {i}", phone, ZONES[i % 5], "whatsapp;signal", "bench", "hnw"])
-
-
-async def scratch_database(url: str) -> tuple[str, str | None]:
-    if url.startswith("sqlite"):
-        return f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db", None
-    name = f"mcep_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    await admin.dispose()
-    return url.rpartition("/")[0] + "/" + name, name
-
-
-async def drop_database(url: str, name: str) -> None:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    await admin.dispose()
 
 
 async def main(rows: int, database_url: str) -> None:

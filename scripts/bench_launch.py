@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from scratch_db import drop_database, scratch_database
+from sqlalchemy import event
 
 from mcep.auth import service as auth_service
 from mcep.auth.models import Role
@@ -40,24 +40,6 @@ from mcep.settings import Settings
 
 ZONES = ["Europe/London", "America/New_York", "Asia/Tokyo", "Europe/Paris", "Asia/Singapore"]
 ADMIN = Principal(uuid.uuid4(), "bench-admin@example.com", Role.ADMIN)
-
-
-async def scratch_database(url: str) -> tuple[str, str | None]:
-    if url.startswith("sqlite"):
-        return f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db", None
-    name = f"mcep_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    await admin.dispose()
-    return url.rpartition("/")[0] + "/" + name, name
-
-
-async def drop_database(url: str, name: str) -> None:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    await admin.dispose()
 
 
 async def setup_pm(runtime: Runtime) -> Principal:

@@ -24,7 +24,6 @@ import asyncio
 import gc
 import random
 import statistics
-import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -33,8 +32,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from scratch_db import drop_database, scratch_database
+from sqlalchemy import select
 
 from mcep.auth import service as auth_service
 from mcep.auth.models import Role
@@ -101,24 +100,6 @@ def train_champion(rows: int) -> bytes:
 
 
 # --- the database ------------------------------------------------------------------------
-
-
-async def scratch_database(url: str) -> tuple[str, str | None]:
-    if url.startswith("sqlite"):
-        return f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db", None
-    name = f"mcep_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"CREATE DATABASE {name}"))
-    await admin.dispose()
-    return url.rpartition("/")[0] + "/" + name, name
-
-
-async def drop_database(url: str, name: str) -> None:
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    await admin.dispose()
 
 
 async def setup(

@@ -168,6 +168,7 @@ async def _play(stage: Stage, options: DemoOptions, console: Console) -> Funnel:
     )
     try:
         final = await _settle(stage, world, console, within=options.settle_seconds)
+        console.print()
         console.print(summary_table(final))
         _print_access(console, stage.api_url, world)
         if not options.exit_after:
