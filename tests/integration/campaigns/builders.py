@@ -6,6 +6,7 @@ committed transactions, as separate requests would.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,6 +28,9 @@ from mcep.fleet.schemas import DeviceCreate
 from mcep.runtime import Runtime
 from tests.conftest import Actor
 
+# Distinct numbers for every prospect a test process builds (random ones collide: a PM's
+# numbers are unique).
+_PHONES = itertools.count(uuid.uuid4().int % 10**5)
 ADMIN = Principal(uuid.uuid4(), "fleet-admin@example.com", Role.ADMIN)
 
 
@@ -54,7 +58,7 @@ async def add_prospects(
     for i in range(count):
         data = ProspectCreate(
             name=f"Client {i} Example",
-            phone=f"+4420794{uuid.uuid4().int % 10**5:05d}" if phone else None,
+            phone=f"+4420794{next(_PHONES) % 10**5:05d}" if phone else None,
             timezone=timezone,
             handles=Handles(telegram=telegram_id()),
             consents=[ConsentIn(channel=c, source="test") for c in consents],
